@@ -1,0 +1,284 @@
+"""``lead-assets``: generate, land, demo, query, leads, evaluate, model.
+
+Every command fails with one clear line and a non-zero exit on bad input, never a traceback.
+"""
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+VIEWS = ("raw_leads", "cleaned_leads", "lead_features", "scored_leads", "rejected_leads", "ingest_log")
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _step(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _home(args):
+    from lead_assets.core.home import LeadHome
+
+    return LeadHome.resolve(getattr(args, "home", None))
+
+
+def _require_home(args):
+    home = _home(args)
+    if not home.root.exists() and not home.warehouse.exists():
+        raise CommandError(
+            f"no data home at {home.root}: run `make demo` or set LEAD_ASSETS_HOME to an existing home"
+        )
+    return home
+
+
+# ---------------------------------------------------------------------------------- generate
+def cmd_generate(args) -> int:
+    from lead_assets.core.synth import generate_leads, write_daily_files
+
+    leads = generate_leads(args.start, args.days, args.leads_per_day, seed=args.seed, labelled=args.labelled)
+    paths = write_daily_files(leads, args.out, prefix=args.prefix)
+    print(f"wrote {len(leads):,} leads in {len(paths)} file(s) to {args.out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- land
+def cmd_land(args) -> int:
+    """What the inbox sensor does, once, without a daemon: for scripts and the demo."""
+    from lead_assets.core import inbox
+
+    home = _home(args).ensure()
+    first_day = date.fromisoformat(os.environ.get("LEAD_ASSETS_START_DATE", "2021-07-01"))
+    today = datetime.now(timezone.utc).date()
+    candidates, links = inbox.list_candidates(home.inbox)
+    for link in links:
+        inbox.refuse_link(home, link)
+    for candidate in candidates:
+        entry = inbox.receive(home, candidate.path, first_day, today)
+        print(f"{entry.file}: {entry.status}" + (f" ({entry.rule}: {entry.detail})" if entry.rule else ""))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- query
+def connect(home):
+    """DuckDB over the warehouse files: one view per asset, plus rejected rows and the ledger."""
+    import duckdb
+
+    con = duckdb.connect()
+    available = []
+    for view in VIEWS[:5]:
+        folder = home.warehouse / view
+        files = list(folder.glob("*.parquet")) if folder.exists() else []
+        if view == "rejected_leads" and (folder / "undated").exists():
+            files += list((folder / "undated").glob("*.parquet"))
+        if files:
+            paths = ", ".join(f"'{f}'" for f in files) if view == "rejected_leads" else f"'{folder}/*.parquet'"
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{paths}], union_by_name=true)"
+                        if view == "rejected_leads" else
+                        f"CREATE VIEW {view} AS SELECT * FROM read_parquet({paths}, union_by_name=true)")
+            available.append(view)
+    if home.ledger.exists() and any(home.ledger.glob("*.json")):
+        con.execute(f"CREATE VIEW ingest_log AS SELECT * FROM read_json_auto('{home.ledger}/*.json', union_by_name=true)")
+        available.append("ingest_log")
+    return con, available
+
+
+def run_query(home, sql: str):
+    import duckdb
+
+    con, available = connect(home)
+    try:
+        return con.execute(sql).fetchdf()
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise CommandError(f"query failed: {first} (views with data: {', '.join(available) or 'none'})") from exc
+
+
+def print_frame(frame, fmt: str) -> None:
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        print(frame.to_json(orient="records", date_format="iso", indent=1))
+    elif frame.empty:
+        print("(no rows)")
+    else:
+        with_pandas_display(frame)
+
+
+def with_pandas_display(frame) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
+                           "display.max_colwidth", 80):
+        print(frame.to_string(index=False))
+
+
+def cmd_query(args) -> int:
+    home = _require_home(args)
+    print_frame(run_query(home, args.sql), args.format)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- leads
+def cmd_leads(args) -> int:
+    home = _require_home(args)
+    if args.date and (args.date_from or args.date_to):
+        raise CommandError("use either --date or --from/--to, not both")
+    where = []
+    if args.date:
+        where.append(f"CAST(created_date AS DATE) = DATE '{args.date}'")
+    if args.date_from:
+        where.append(f"CAST(created_date AS DATE) >= DATE '{args.date_from}'")
+    if args.date_to:
+        where.append(f"CAST(created_date AS DATE) <= DATE '{args.date_to}'")
+    if args.bucket:
+        where.append(f"bucket = '{args.bucket}'")
+    sql = (
+        "SELECT lead_id, created_date, score, bucket, reasons, unseen_levels, model_version "
+        "FROM scored_leads" + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY probability DESC, lead_id LIMIT {args.top}"
+    )
+    print_frame(run_query(home, sql), args.format)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args) -> int:
+    from lead_assets.core.evaluate import evaluate_csv
+
+    if not Path(args.data).is_file():
+        raise CommandError(f"no such file: {args.data}")
+    _step(f"evaluating on {args.data} (train until {args.train_until or 'the latest 20% by time'})")
+    report = evaluate_csv(args.data, train_until=args.train_until.isoformat() if args.train_until else None)
+    if args.format == "json":
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        for key, value in report.items():
+            print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- model
+def cmd_model(args) -> int:
+    import mlflow
+
+    from lead_assets.core import registry
+
+    home = _home(args)
+    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
+    if args.action == "rollback":
+        restored = registry.rollback(args.name)
+        print(f"{args.name}@champion is now version {restored}")
+    else:
+        print(json.dumps(registry.describe(args.name), indent=1, default=str))
+    return 0
+
+
+# -------------------------------------------------------------------------------------- init
+def cmd_init(args) -> int:
+    """Create the data home and a local Dagster instance (telemetry off) if none is configured."""
+    from lead_assets.demo import ensure_dagster_home
+
+    home = _home(args).ensure()
+    print(f"data home {home.root}\nDagster home {ensure_dagster_home(home)}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    from lead_assets import demo
+
+    return demo.run(history_days=args.history_days, new_days=args.new_days,
+                    leads_per_day=args.leads_per_day, seed=args.seed, step=_step)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lead-assets", description=__doc__.splitlines()[0])
+    parser.add_argument("--home", help="data home (default: $LEAD_ASSETS_HOME or ./.lead_assets)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write synthetic raw lead CSVs, one per day")
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--days", type=_positive, required=True)
+    p.add_argument("--leads-per-day", type=_positive, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--prefix", default="leads")
+    p.add_argument("--labelled", action="store_true", help="include app_complete_flag")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("init", help="create the data home and a local Dagster instance")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("land", help="move ready inbox files to landing/quarantine once (what the sensor does)")
+    p.set_defaults(func=cmd_land)
+
+    p = sub.add_parser("demo", help="synthetic history + new leads, trained and scored through Dagster")
+    p.add_argument("--history-days", type=_positive, default=120)
+    p.add_argument("--new-days", type=_positive, default=3)
+    p.add_argument("--leads-per-day", type=_positive, default=200)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("query", help="SQL over the warehouse (views: " + ", ".join(VIEWS) + ")")
+    p.add_argument("sql")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("leads", help="scored leads, best first, with reasons")
+    p.add_argument("--date", type=_date)
+    p.add_argument("--from", dest="date_from", type=_date)
+    p.add_argument("--to", dest="date_to", type=_date)
+    p.add_argument("--bucket", choices=("hot", "warm", "cold", "junk"))
+    p.add_argument("--top", type=_positive, default=20)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_leads)
+
+    p = sub.add_parser("evaluate", help="honest time-split evaluation of the model on a labelled CSV")
+    p.add_argument("--data", required=True)
+    p.add_argument("--train-until", type=_date)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("model", help="the registered model: show the champion, or roll back")
+    p.add_argument("action", choices=("show", "rollback"))
+    p.add_argument("--name", default="lead_scoring")
+    p.set_defaults(func=cmd_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as error:
+        print(f"lead-assets {args.command}: {error}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as error:
+        print(f"lead-assets {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""scored_leads: every lead of a day scored by the champion model, with bucket and reasons."""
+
+
+import pandas as pd
+from dagster import AssetExecutionContext, AssetKey, Config, Failure, MetadataValue, asset
+from pydantic import Field
+
+from lead_assets.defs.model import ModelRegistry
+from lead_assets.defs.partitions import lead_days, one_run_per_range
+
+
+class ScoringConfig(Config):
+    """Bucket cut-offs on the calibrated probability; junk is below the model's gate threshold."""
+
+    hot_min_probability: float = Field(0.80, description="At or above: call first.")
+    warm_min_probability: float = Field(0.60, description="At or above (and above junk): call next.")
+
+
+@asset(
+    partitions_def=lead_days,
+    backfill_policy=one_run_per_range,
+    deps=[AssetKey("champion_model")],
+    group_name="scoring",
+    kinds={"catboost", "parquet"},
+    description="Probability, 0-100 score, bucket, top-3 reasons and the model version, per lead.",
+)
+def scored_leads(
+    context: AssetExecutionContext, config: ScoringConfig, lead_features: pd.DataFrame, model_registry: ModelRegistry
+) -> pd.DataFrame:
+    from lead_assets.core.scoring import BucketConfig, score_leads
+
+    champion = model_registry.load_champion()
+    if champion is None:
+        raise Failure(
+            f"no '{model_registry.model_name}@champion' model in MLflow at {model_registry.uri()}: "
+            "materialize lead_scoring_model (and champion_model) first, e.g. with `make demo`"
+        )
+    model, version = champion
+    scored = score_leads(
+        lead_features, model, model_name=model_registry.model_name, model_version=str(version),
+        buckets=BucketConfig(hot=config.hot_min_probability, warm=config.warm_min_probability),
+    )
+    buckets = scored["bucket"].value_counts().reindex(["hot", "warm", "cold", "junk"], fill_value=0)
+    context.add_output_metadata({
+        "leads": len(scored),
+        "model_version": str(version),
+        "buckets": MetadataValue.md(buckets.rename("leads").to_frame().to_markdown()),
+        "mean_score": float(scored["score"].mean()) if len(scored) else 0.0,
+    })
+    return scored

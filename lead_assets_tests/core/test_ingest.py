@@ -1,0 +1,158 @@
+"""Reading lead files: formats, row rules, row numbers and stable lead ids."""
+
+import gzip
+from datetime import date
+
+import pandas as pd
+import pytest
+from upath import UPath
+
+from lead_assets.core import schema
+from lead_assets.core.ingest import LeadFileError, parse_lead_file, sniff_file
+from lead_assets_tests.factories import raw_leads
+
+FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
+
+
+def _parse(path, name="f.csv"):
+    return parse_lead_file(UPath(path), name=name, sha256="sha", first_day=FIRST, today=TODAY)
+
+
+def _write(tmp_path, frame, name="f.csv", **kwargs):
+    path = tmp_path / name
+    frame.to_csv(path, index=False, **kwargs)
+    return path
+
+
+def test_good_file_is_accepted_whole(tmp_path):
+    path = _write(tmp_path, raw_leads(20))
+    parsed = _parse(path)
+    assert (len(parsed.accepted), len(parsed.rejected), parsed.rows) == (20, 0, 20)
+    assert parsed.accepted["source_row"].tolist() == list(range(2, 22))
+    assert parsed.accepted[schema.CREATED_DATE].dtype.kind == "M"
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_other_delimiters_are_detected(tmp_path, sep):
+    parsed = _parse(_write(tmp_path, raw_leads(7), sep=sep))
+    assert len(parsed.accepted) == 7
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "latin-1"])
+def test_bom_and_latin1(tmp_path, encoding):
+    frame = raw_leads(3)
+    frame.loc[0, schema.CITY] = "bhubaneswar é"
+    path = _write(tmp_path, frame, encoding=encoding)
+    parsed = _parse(path)
+    assert len(parsed.accepted) == 3
+    assert "bhubaneswar é" in parsed.accepted[schema.CITY].tolist()
+
+
+def test_crlf_and_quoted_fields_with_commas_and_newlines(tmp_path):
+    frame = raw_leads(4)
+    frame.loc[1, schema.CITY] = "new, delhi\nnorth"
+    path = _write(tmp_path, frame, lineterminator="\r\n")
+    parsed = _parse(path)
+    assert len(parsed.accepted) == 4
+    assert parsed.accepted.loc[1, schema.CITY] == "new, delhi\nnorth"
+    assert parsed.accepted["source_row"].tolist() == [2, 3, 4, 5]
+
+
+def test_gzip(tmp_path):
+    path = tmp_path / "f.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        raw_leads(6).to_csv(handle, index=False)
+    assert len(_parse(path).accepted) == 6
+    assert sniff_file(UPath(path), FIRST, TODAY).rows == 6
+
+
+def test_leading_unnamed_index_column_is_tolerated(tmp_path):
+    path = tmp_path / "f.csv"
+    raw_leads(3).to_csv(path)  # pandas writes the unnamed index column
+    assert len(_parse(path).accepted) == 3
+
+
+def test_extra_columns_are_ignored_and_reported(tmp_path):
+    path = _write(tmp_path, raw_leads(3).assign(utm_campaign="x"))
+    assert sniff_file(UPath(path), FIRST, TODAY).unknown_columns == ["utm_campaign"]
+    assert "utm_campaign" not in _parse(path).accepted.columns
+
+
+def test_row_rules_reject_with_file_row_and_rule(tmp_path):
+    frame = raw_leads(8)
+    frame.loc[0, schema.CREATED_DATE] = "not a date"
+    frame.loc[1, schema.CREATED_DATE] = "2020-01-01 00:00:00"
+    frame.loc[2, schema.CREATED_DATE] = "2099-01-01 00:00:00"
+    frame[schema.LEADS_DROPPED] = frame[schema.LEADS_DROPPED].astype(object)
+    frame.loc[3, schema.LEADS_DROPPED] = "three"
+    frame.loc[4, schema.LEADS_DROPPED] = -1
+    frame.loc[5, "syllabus"] = 50_000
+    frame.loc[6, schema.REFERRED] = 2
+    frame.loc[7, schema.LABEL] = 5
+    parsed = _parse(_write(tmp_path, frame), name="bad.csv")
+    assert parsed.accepted.empty
+    assert parsed.rejected["rule"].tolist() == [
+        "unparseable_date", "date_before_start", "date_in_future", "not_a_number",
+        "negative_count", "absurd_count", "not_binary", "label_not_binary"]
+    assert parsed.rejected["source_row"].tolist() == list(range(2, 10))
+    assert set(parsed.rejected["source_file"]) == {"bad.csv"}
+    assert parsed.rejected["detail"].str.len().min() > 10
+    assert '"not a date"' in parsed.rejected.loc[0, "raw"]
+
+
+def test_duplicate_rows_in_a_file(tmp_path):
+    frame = raw_leads(3)
+    frame = pd.concat([frame, frame.iloc[[1]]], ignore_index=True)
+    parsed = _parse(_write(tmp_path, frame))
+    assert len(parsed.accepted) == 3
+    assert parsed.rejected[["source_row", "rule", "detail"]].values.tolist() == [
+        [5, "duplicate_in_file", "same lead as row 3"]]
+
+
+def test_lead_id_is_stable_across_files_and_label(tmp_path):
+    frame = raw_leads(5)
+    unlabelled = frame.drop(columns=[schema.LABEL])
+    reordered = frame.iloc[::-1]
+    with_blank_bad_row = pd.concat([frame, frame.iloc[[0]].assign(created_date="garbage")])
+    ids = {}
+    for name, f in {"a": frame, "b": unlabelled, "c": reordered, "d": with_blank_bad_row}.items():
+        ids[name] = set(_parse(_write(tmp_path, f, name=f"{name}.csv")).accepted[schema.LEAD_ID])
+    assert ids["a"] == ids["b"] == ids["c"] == ids["d"]
+    assert len(ids["a"]) == 5
+
+
+def test_given_lead_id_column_wins(tmp_path):
+    path = _write(tmp_path, raw_leads(3).assign(lead_id=["a1", "a2", "a3"]))
+    assert _parse(path).accepted[schema.LEAD_ID].tolist() == ["a1", "a2", "a3"]
+
+
+@pytest.mark.parametrize("content, rule", [
+    (b"", "empty_file"),
+    (b"\x00\x01\x02garbage\xff" * 100, "not_a_csv"),
+    (b"created_date,city_mapped\n2021-07-05 10:00:00,pune\n", "missing_columns"),
+])
+def test_whole_file_problems(tmp_path, content, rule):
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    with pytest.raises(LeadFileError) as error:
+        sniff_file(UPath(path), FIRST, TODAY)
+    assert error.value.rule == rule
+    assert "f.csv" in str(error.value)
+
+
+def test_header_only_and_no_valid_dates(tmp_path):
+    header_only = _write(tmp_path, raw_leads(0), name="h.csv")
+    with pytest.raises(LeadFileError, match="no_rows"):
+        sniff_file(UPath(header_only), FIRST, TODAY)
+    old = _write(tmp_path, raw_leads(3, day="2019-01-01"), name="old.csv")
+    with pytest.raises(LeadFileError, match="no_valid_dates"):
+        sniff_file(UPath(old), FIRST, TODAY)
+
+
+def test_sniff_counts_days_and_bad_dates(tmp_path):
+    frame = pd.concat([raw_leads(3, day="2021-07-05"), raw_leads(2, day="2021-07-09")], ignore_index=True)
+    frame.loc[4, schema.CREATED_DATE] = "yesterday"
+    sniff = sniff_file(UPath(_write(tmp_path, frame)), FIRST, TODAY)
+    assert sniff.day_counts == {"2021-07-05": 3, "2021-07-09": 1}
+    assert sniff.bad_date_rows == [6]
+    assert sniff.rows == 5
