@@ -213,10 +213,17 @@ def cmd_demo(args) -> int:
                     leads_per_day=args.leads_per_day, seed=args.seed, step=_step)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one clear line and exit code 2, not a usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lead-assets", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lead-assets", description=__doc__.splitlines()[0])
     parser.add_argument("--home", help="data home (default: $LEAD_ASSETS_HOME or ./.lead_assets)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("generate", help="write synthetic raw lead CSVs, one per day")
     p.add_argument("--start", type=_date, required=True)

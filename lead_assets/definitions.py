@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from lead_assets.core.home import LeadHome
+from lead_assets.defs.checks import all_checks
 from lead_assets.defs.cleaning import cleaned_leads
 from lead_assets.defs.features import lead_features
 from lead_assets.defs.ingest import inbox_sensor, raw_leads
@@ -19,7 +20,7 @@ def build_definitions() -> Definitions:
     home = LeadHome.resolve()
     return Definitions(
         assets=[raw_leads, cleaned_leads, lead_features, lead_scoring_model, champion_model, scored_leads],
-        asset_checks=[promotion_gate],
+        asset_checks=[promotion_gate, *all_checks],
         sensors=[inbox_sensor],
         resources={
             "lead_home": LeadHomeResource(),

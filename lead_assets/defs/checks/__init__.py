@@ -1,0 +1,3 @@
+"""Data-quality asset checks (Great Expectations 1.x inside @asset_check)."""
+
+all_checks: list = []
