@@ -6,6 +6,7 @@ from lead_assets.core.home import LeadHome
 from lead_assets.defs.checks import all_checks
 from lead_assets.defs.cleaning import cleaned_leads
 from lead_assets.defs.features import lead_features
+from lead_assets.defs.freshness import rescore_on_promotion, retrain_job, retrain_schedule
 from lead_assets.defs.ingest import inbox_sensor, raw_leads
 from lead_assets.defs.model import ModelRegistry, champion_model, lead_scoring_model, promotion_gate
 from lead_assets.defs.resources import JsonIOManagerFactory, LeadHomeResource, WarehouseIOManager
@@ -21,7 +22,9 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=[raw_leads, cleaned_leads, lead_features, lead_scoring_model, champion_model, scored_leads],
         asset_checks=[promotion_gate, *all_checks],
-        sensors=[inbox_sensor],
+        sensors=[inbox_sensor, rescore_on_promotion],
+        schedules=[retrain_schedule],
+        jobs=[retrain_job],
         resources={
             "lead_home": LeadHomeResource(),
             "io_manager": WarehouseIOManager(),

@@ -15,13 +15,12 @@ INSTANCE_YAML = """\
 # Written by lead-assets for local use: sqlite storage under this folder.
 telemetry:
   enabled: false
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
 concurrency:
+  runs:
+    max_concurrent_runs: 4
   pools:
+    # raw_leads reads every landed file for its days, then writes them: one at a time, so
+    # two runs for the same day can never leave the older view last.
     default_limit: 1
 """
 

@@ -43,6 +43,7 @@ def _write_rejected(home: LeadHome, days: list[str], rejected: pd.DataFrame) -> 
     backfill_policy=one_run_per_range,
     group_name="leads",
     kinds={"pandas", "parquet"},
+    pool="lead_ingest",
     description="Every accepted lead of every landed file, by creation day; one row per lead_id.",
 )
 def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> pd.DataFrame:
