@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from lead_assets.cli import main
 from lead_assets.core import warehouse
@@ -40,7 +39,6 @@ def test_query_reads_asset_views(lead_home, capsys):
 
 
 def test_generate_writes_one_file_per_day(tmp_path, capsys):
-    pytest.importorskip("lead_assets.core.synth")
     out = tmp_path / "out"
     assert main(["generate", "--start", "2021-07-01", "--days", "3", "--leads-per-day", "10", "--seed", "1",
                  "--out", str(out), "--labelled"]) == 0
