@@ -1,0 +1,409 @@
+"""``make bench``: the platform measured against its limits, next to bare libraries doing the same work.
+
+    python -m benchmarks.run            # full sizes, writes BENCHMARKS.md (takes a while)
+    python -m benchmarks.run --quick    # small sizes, for the test suite (the harness cannot rot)
+
+Each section runs in a fresh data home under a temporary folder; timings are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from benchmarks.harness import BIN, ROOT, Result, markdown, median_of, progress, run_python, save_json, timed
+
+SIZES = {
+    "full": {"score_rows": 1_000_000, "train_rows": 240_000, "backfill_days": 240, "backfill_per_day": 1000,
+             "drop_rows": 10_000, "drops": 5, "repeats": 3, "history_days": 120, "history_per_day": 500},
+    "quick": {"score_rows": 5_000, "train_rows": 6_000, "backfill_days": 6, "backfill_per_day": 100,
+              "drop_rows": 500, "drops": 1, "repeats": 1, "history_days": 20, "history_per_day": 150},
+}
+
+
+def env_for(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEAD_ASSETS_", "DAGSTER_", "MLFLOW_"))}
+    env.update({"LEAD_ASSETS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+                "GX_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)})
+    return env
+
+
+# ------------------------------------------------------------------------------ training (4)
+TRAIN = """
+import time, pickle, pandas as pd
+from lead_assets.core import synth
+from lead_assets.core.clean import clean_leads
+from lead_assets.core.features import build_features
+from lead_assets.core.model import TrainConfig, train_model
+days = {days}
+raw = synth.generate_leads("2021-07-01", days, {per_day}, seed=11, labelled=True)
+raw = raw.assign(lead_id=[f"t{{i}}" for i in range(len(raw))], created_date=pd.to_datetime(raw.created_date))
+features = build_features(clean_leads(raw))
+started = time.perf_counter()
+result = train_model(features, TrainConfig())
+seconds = time.perf_counter() - started
+pickle.dump(result.model, open({model_path!r}, "wb"))
+RESULT = {{"seconds": seconds, "rows": len(features), "auc": float(result.metrics["auc"])}}
+"""
+
+
+def bench_training(size: dict, work: Path) -> tuple[list[Result], Path]:
+    per_day = 1000
+    days = max(1, size["train_rows"] // per_day) if size["train_rows"] >= per_day else 1
+    per_day = size["train_rows"] // days
+    model_path = work / "model.pkl"
+    progress(f"training on {days * per_day:,} synthetic labelled leads")
+    runs = [run_python(TRAIN.format(days=days, per_day=per_day, model_path=str(model_path)))
+            for _ in range(size["repeats"])]
+    seconds = sorted(r["seconds"] for r in runs)
+    median = seconds[len(seconds) // 2]
+    results = [
+        Result("Training", f"train_model on {runs[0]['rows']:,} leads", median, "s", seconds, "< 60 s", median < 60),
+        Result("Training", "holdout AUC (synthetic)", runs[0]["auc"], "", [], "", None),
+        Result("Training", "peak RSS", max(r["peak_rss_mb"] for r in runs), "MB", [], "", None),
+    ]
+    return results, model_path
+
+
+# --------------------------------------------------------------------- scoring throughput (1, 5)
+PREPARE_RAW = """
+import pandas as pd
+from lead_assets.core import synth
+n = {rows}; days = max(1, n // 20000)
+raw = synth.generate_leads("2022-01-01", days, n // days, seed=5, labelled=False)
+raw = raw.assign(lead_id=[f"s{{i}}" for i in range(len(raw))], created_date=pd.to_datetime(raw.created_date))
+raw.to_parquet({path!r})
+RESULT = {{"rows": len(raw)}}
+"""
+
+PIPELINE = """
+import pickle, time, pandas as pd
+from upath import UPath
+from lead_assets.core import warehouse
+from lead_assets.core.clean import clean_leads
+from lead_assets.core.features import build_features
+from lead_assets.core.scoring import BucketConfig, score_leads
+model = pickle.load(open({model_path!r}, "rb"))
+raw = pd.read_parquet({raw_path!r})
+out = UPath({out!r})
+started = time.perf_counter()
+features = build_features(clean_leads(raw))
+scored = score_leads(features, model, model_name="lead_scoring", model_version="1", buckets=BucketConfig())
+days = sorted(features.created_date.dt.strftime("%Y-%m-%d").unique())
+for day, part in warehouse.split_by_day(scored, "created_date", days).items():
+    warehouse.write_partition(out, "scored_leads", day, part)
+seconds = time.perf_counter() - started
+RESULT = {{"seconds": seconds, "rows": len(scored)}}
+"""
+
+BARE = """
+import pickle, time, pandas as pd
+from catboost import Pool
+from lead_assets.core import schema
+from lead_assets.core.clean import clean_leads
+from lead_assets.core.features import build_features, feature_frame
+model = pickle.load(open({model_path!r}, "rb"))
+features = build_features(clean_leads(pd.read_parquet({raw_path!r})))
+booster = model.raw_model
+pool = Pool(model.model_input(features) if hasattr(model, "model_input") else feature_frame(features),
+            cat_features=list(model.categorical_features) if hasattr(model, "categorical_features")
+            else list(schema.CATEGORICAL_FEATURES))
+started = time.perf_counter()
+booster.predict_proba(pool)
+predict = time.perf_counter() - started
+started = time.perf_counter()
+booster.predict_proba(pool)
+booster.get_feature_importance(pool, type="ShapValues")
+both = time.perf_counter() - started
+RESULT = {{"predict_seconds": predict, "bare_seconds": both, "rows": len(features)}}
+"""
+
+
+def bench_scoring(size: dict, work: Path, model_path: Path) -> list[Result]:
+    raw_path = work / "raw_score.parquet"
+    progress(f"generating {size['score_rows']:,} leads to score")
+    rows = run_python(PREPARE_RAW.format(rows=size["score_rows"], path=str(raw_path)))["rows"]
+    progress("scoring: pipeline path (clean + features + predict + reasons + write)")
+    pipeline = [run_python(PIPELINE.format(model_path=str(model_path), raw_path=str(raw_path),
+                                           out=str(work / "wh"))) for _ in range(size["repeats"])]
+    progress("scoring: bare CatBoost predict_proba + SHAP on the encoded pool")
+    bare = [run_python(BARE.format(model_path=str(model_path), raw_path=str(raw_path)))
+            for _ in range(size["repeats"])]
+    pipe_rate = sorted(rows / r["seconds"] for r in pipeline)
+    bare_rate = sorted(rows / r["bare_seconds"] for r in bare)
+    predict_rate = sorted(rows / r["predict_seconds"] for r in bare)
+    mid = len(pipe_rate) // 2
+    ratio = pipe_rate[mid] / bare_rate[mid]
+    peak = max(r["peak_rss_mb"] for r in pipeline)
+    return [
+        Result("Scoring throughput", f"pipeline, {rows:,} leads", pipe_rate[mid], "leads/s", pipe_rate),
+        Result("Scoring throughput", "bare predict_proba + SHAP", bare_rate[mid], "leads/s", bare_rate),
+        Result("Scoring throughput", "pipeline / bare", ratio * 100, "%", [], ">= 75%", ratio >= 0.75),
+        Result("Scoring throughput", "bare predict_proba only", predict_rate[mid], "leads/s", predict_rate),
+        Result("Peak memory", f"scoring {rows:,} leads (pipeline process)", peak, "MB RSS", [], "< 2,048 MB",
+               peak < 2048),
+    ]
+
+
+# --------------------------------------------------------------------- a home with a champion
+def prepare_home(home: Path, size: dict, first: date, days: int, per_day: int) -> None:
+    """Labelled history landed and featurised, a champion trained and promoted (not timed)."""
+    code = f"""
+import os
+from datetime import date
+from lead_assets.core import inbox, synth
+from lead_assets.core.home import LeadHome
+from lead_assets.demo import ensure_dagster_home, materialize_selection
+home = LeadHome.resolve().ensure(); ensure_dagster_home(home)
+leads = synth.generate_leads(date.fromisoformat({first.isoformat()!r}), {days}, {per_day}, seed=3, labelled=True)
+synth.write_daily_files(leads, home.inbox.path, prefix="history")
+for c in inbox.list_candidates(home.inbox)[0]:
+    inbox.receive(home, c.path, date(2021, 7, 1), date.today())
+last = (date.fromisoformat({first.isoformat()!r}).toordinal() + {days} - 1)
+materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], {first.isoformat()!r},
+                      date.fromordinal(last).isoformat())
+materialize_selection(["lead_scoring_model", "champion_model"])
+RESULT = {{}}
+"""
+    run_python(code, env=env_for(home))
+
+
+# ------------------------------------------------------------------------------- backfill (3)
+PLAIN = """
+import glob, os, pickle, time, pandas as pd
+from catboost import Pool
+from lead_assets.core import schema
+model = pickle.load(open({model_path!r}, "rb"))
+files = sorted(glob.glob({features!r} + "/*.parquet"))
+os.makedirs({out!r}, exist_ok=True)
+started = time.perf_counter()
+for path in files:
+    frame = pd.read_parquet(path)
+    if not len(frame):
+        continue
+    x = frame[list(model.feature_names)] if hasattr(model, "feature_names") else frame[list(schema.feature_columns())]
+    pool = Pool(x, cat_features=[c for c in schema.CATEGORICAL_FEATURES if c in x.columns])
+    p = model.raw_model.predict_proba(pool)[:, 1]
+    model.raw_model.get_feature_importance(pool, type="ShapValues")
+    frame.assign(probability=p)[["lead_id", "created_date", "probability"]].to_parquet(
+        os.path.join({out!r}, os.path.basename(path)))
+RESULT = {{"seconds": time.perf_counter() - started, "files": len(files)}}
+"""
+
+
+def dagster_cli(home: Path, *args: str, timeout: float = 3600) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "dagster"), *args], cwd=ROOT, env=env_for(home),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def bench_backfill(size: dict, work: Path) -> list[Result]:
+    home = work / "backfill_home"
+    days, per_day = size["backfill_days"], size["backfill_per_day"]
+    first = date(2022, 1, 1)
+    last = first + timedelta(days=days - 1)
+    progress(f"backfill: preparing {days} partitions x {per_day} leads and a champion")
+    prepare_home(home, size, first, days, per_day)
+    select = ["asset", "materialize", "-m", "lead_assets.definitions", "--select", "scored_leads"]
+
+    def one_backfill() -> float:
+        seconds, proc = timed(lambda: dagster_cli(home, *select, "--partition-range",
+                                                  f"{first}...{last}").communicate())
+        return seconds
+
+    progress("backfill: rescoring the range as one run (dagster asset materialize --partition-range)")
+    median, runs = median_of(one_backfill, size["repeats"])
+    import pickle  # noqa: F401  (the plain script unpickles the champion)
+
+    model_path = work / "champion.pkl"
+    run_python(f"""
+import pickle, mlflow
+from lead_assets.core.home import LeadHome
+from lead_assets.core import registry
+mlflow.set_tracking_uri(LeadHome.resolve().mlflow_tracking_uri)
+model, version = registry.load_champion("lead_scoring")
+pickle.dump(model, open({str(model_path)!r}, "wb"))
+RESULT = {{"version": str(version)}}
+""", env=env_for(home))
+    progress("backfill: plain pandas + CatBoost script over the same partitions")
+    plain = [run_python(PLAIN.format(model_path=str(model_path), features=str(home / "warehouse" / "lead_features"),
+                                     out=str(work / "plain_out"))) for _ in range(size["repeats"])]
+    plain_seconds = sorted(r["seconds"] for r in plain)[len(plain) // 2]
+
+    progress("backfill: the same range as 4 concurrent runs")
+    quarters = [(first + timedelta(days=i * days // 4), first + timedelta(days=(i + 1) * days // 4 - 1))
+                for i in range(4)]
+    started = time.perf_counter()
+    procs = [dagster_cli(home, *select, "--partition-range", f"{a}...{b}") for a, b in quarters if a <= b]
+    outputs = [p.communicate()[0] for p in procs]
+    concurrent_seconds = time.perf_counter() - started
+    failed = sum(p.returncode != 0 for p in procs)
+    if failed:
+        progress("concurrent runs failed:\n" + "\n".join(o[-2000:] for o, p in zip(outputs, procs) if p.returncode))
+    return [
+        Result("Backfill", f"rescore {days} partitions / {days * per_day:,} leads, one run (CLI, incl. start-up)",
+               median, "s", runs, "< 60 s", median < 60),
+        Result("Backfill", "plain pandas + CatBoost (predict + SHAP + write), same partitions", plain_seconds, "s",
+               sorted(r["seconds"] for r in plain)),
+        Result("Backfill", "platform / plain", median / plain_seconds, "x", []),
+        Result("Backfill", f"4 concurrent runs over the range ({len(procs)} runs)", concurrent_seconds, "s", [],
+               "no run fails", failed == 0, note=f"{failed} failed" if failed else "all succeeded"),
+    ]
+
+
+# -------------------------------------------------------------------------- drop to scored (2)
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_drop(size: dict, work: Path) -> list[Result]:
+    home = work / "drop_home"
+    today = datetime.now(timezone.utc).date()
+    history_first = today - timedelta(days=size["history_days"] + size["drops"] + 1)
+    progress(f"drop: preparing a champion on {size['history_days']} days of history")
+    prepare_home(home, size, history_first, size["history_days"], size["history_per_day"])
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w",
+                               str(ROOT / "workspace.yaml")], cwd=ROOT, env=env_for(home),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    totals, breakdowns = [], []
+    try:
+        time.sleep(20)  # let the daemon start its sensor loop
+        for i in range(size["drops"]):
+            day = today - timedelta(days=size["drops"] - i)
+            totals.append(one_drop(home, day, size["drop_rows"], seed=100 + i, breakdowns=breakdowns))
+            progress(f"drop {i + 1}/{size['drops']}: {totals[-1]:.1f} s")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    median = sorted(totals)[len(totals) // 2]
+    results = [Result("File drop to scored", f"{size['drop_rows']:,}-lead file: inbox to queryable scored_leads",
+                      median, "s", sorted(totals), "< 20 s", median < 20)]
+    for part in ("sensor_wait", "run_queue_and_launch", "run_start_to_first_step", *sorted(
+            {k for b in breakdowns for k in b if k.startswith("step:")}), "after_run"):
+        values = sorted(b[part] for b in breakdowns if part in b)
+        if values:
+            results.append(Result("File drop to scored", f"  {part}", values[len(values) // 2], "s", values))
+    return results
+
+
+def one_drop(home: Path, day: date, rows: int, seed: int, breakdowns: list) -> float:
+    from dagster import DagsterInstance, RunsFilter
+
+    from lead_assets.core import synth
+    from lead_assets.core.home import LeadHome
+    from lead_assets.core.warehouse import partition_path, read_parquet
+
+    leads = synth.generate_leads(day, 1, rows, seed=seed, labelled=False)
+    staging = home / "staging"
+    (path,) = synth.write_daily_files(leads, staging, prefix=f"drop{seed}")
+    dropped = time.time()
+    shutil.move(str(path), str(home / "inbox" / path.name))
+    lead_home = LeadHome.resolve(home)
+    target = partition_path(lead_home.warehouse, "scored_leads", day.isoformat())
+    deadline = dropped + 300
+    while time.time() < deadline:
+        if target.exists():
+            try:
+                if len(read_parquet(target)) >= rows:
+                    break
+            except Exception:
+                pass
+        time.sleep(0.2)
+    else:
+        raise RuntimeError(f"{rows} leads for {day} not scored within 300 s")
+    total = time.time() - dropped
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        records = instance.get_run_records(RunsFilter(tags={"dagster/asset_partition_range_start": day.isoformat()}))
+        if records:
+            record = records[0]
+            stats = instance.get_run_stats(record.dagster_run.run_id)
+            steps = instance.get_run_step_stats(record.dagster_run.run_id)
+            created = record.create_timestamp.timestamp()
+            first_step = min((s.start_time for s in steps if s.start_time), default=stats.start_time)
+            breakdown = {"sensor_wait": created - dropped,
+                         "run_queue_and_launch": (stats.start_time or created) - created,
+                         "run_start_to_first_step": (first_step or 0) - (stats.start_time or 0),
+                         "after_run": dropped + total - (stats.end_time or dropped + total)}
+            for step in steps:
+                if step.start_time and step.end_time:
+                    breakdown[f"step:{step.step_key}"] = step.end_time - step.start_time
+            breakdowns.append(breakdown)
+    return total
+
+
+# ----------------------------------------------------------------------- suite and demo (6)
+def bench_wall_times(work: Path) -> list[Result]:
+    progress("wall time: pytest (make test without the install step)")
+    seconds, proc = timed(lambda: subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                                                 cwd=ROOT, capture_output=True, text=True,
+                                                 env={**os.environ, "LEAD_ASSETS_SKIP_BENCH_TEST": "1"}))
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    progress("wall time: lead-assets demo (make demo without the install step)")
+    demo_home = work / "demo_home"
+    demo_seconds, demo = timed(lambda: subprocess.run([str(BIN / "lead-assets"), "demo"], cwd=ROOT,
+                                                      env=env_for(demo_home), capture_output=True, text=True))
+    return [
+        Result("Wall time", "test suite (pytest -q)", seconds, "s", [], "", proc.returncode == 0, note=tail),
+        Result("Wall time", "lead-assets demo", demo_seconds, "s", [], "", demo.returncode == 0),
+    ]
+
+
+SECTIONS = ("training", "scoring", "backfill", "drop", "wall")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (used by the test suite)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: " + ",".join(SECTIONS))
+    parser.add_argument("--out", default=None, help="markdown report (default BENCHMARKS.md; none with --quick)")
+    parser.add_argument("--json", default=None, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    size = SIZES["quick" if args.quick else "full"]
+    only = set(args.only.split(","))
+    work = Path(tempfile.mkdtemp(prefix="lead_assets_bench_"))
+    results: list[Result] = []
+    try:
+        model_path = None
+        if only & {"training", "scoring"}:
+            found, model_path = bench_training(size, work)
+            results += found if "training" in only else []
+        if "scoring" in only:
+            results += bench_scoring(size, work, model_path)
+        if "backfill" in only:
+            results += bench_backfill(size, work)
+        if "drop" in only:
+            results += bench_drop(size, work)
+        if "wall" in only and not args.quick:
+            results += bench_wall_times(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    command = "make bench" if not args.quick else "python -m benchmarks.run --quick"
+    if args.only != ",".join(SECTIONS):
+        command = f"python -m benchmarks.run {'--quick ' if args.quick else ''}--only {args.only}"
+    report = markdown(results, command)
+    print(report)
+    out = args.out or (None if args.quick else str(ROOT / "BENCHMARKS.md"))
+    if out:
+        Path(out).write_text(report)
+    if args.json:
+        save_json(results, Path(args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

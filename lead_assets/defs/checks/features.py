@@ -1,0 +1,22 @@
+"""lead_features: exactly the model's input schema, or nothing is scored (blocking)."""
+
+import pandas as pd
+from dagster import AssetCheckExecutionContext, AssetCheckSeverity
+
+from lead_assets.core import quality
+from lead_assets.defs.checks.common import daily_check, evaluations
+from lead_assets.defs.features import lead_features
+
+
+@daily_check(
+    asset=lead_features,
+    blocking=True,
+    description=(
+        "Great Expectations on each day of lead_features: the columns are the keys, the model's "
+        "feature columns in the model's order, then the label, and nothing else; each feature has the "
+        "model's dtype. Blocking: a failed day stops scored_leads in the same run."
+    ),
+)
+def lead_features_schema(context: AssetCheckExecutionContext, lead_features: pd.DataFrame):
+    result = quality.check_lead_features(lead_features, list(context.partition_keys))
+    yield from evaluations(context, result, severity=AssetCheckSeverity.ERROR, blocking=True)
