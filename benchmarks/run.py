@@ -108,16 +108,12 @@ RESULT = {{"seconds": seconds, "rows": len(scored)}}
 
 BARE = """
 import pickle, time, pandas as pd
-from catboost import Pool
-from lead_assets.core import schema
 from lead_assets.core.clean import clean_leads
-from lead_assets.core.features import build_features, feature_frame
+from lead_assets.core.features import build_features
 model = pickle.load(open({model_path!r}, "rb"))
 features = build_features(clean_leads(pd.read_parquet({raw_path!r})))
 booster = model.raw_model
-pool = Pool(model.model_input(features) if hasattr(model, "model_input") else feature_frame(features),
-            cat_features=list(model.categorical_features) if hasattr(model, "categorical_features")
-            else list(schema.CATEGORICAL_FEATURES))
+pool = model.pool(features)
 started = time.perf_counter()
 booster.predict_proba(pool)
 predict = time.perf_counter() - started
@@ -181,8 +177,6 @@ RESULT = {{}}
 # ------------------------------------------------------------------------------- backfill (3)
 PLAIN = """
 import glob, os, pickle, time, pandas as pd
-from catboost import Pool
-from lead_assets.core import schema
 model = pickle.load(open({model_path!r}, "rb"))
 files = sorted(glob.glob({features!r} + "/*.parquet"))
 os.makedirs({out!r}, exist_ok=True)
@@ -191,8 +185,7 @@ for path in files:
     frame = pd.read_parquet(path)
     if not len(frame):
         continue
-    x = frame[list(model.feature_names)] if hasattr(model, "feature_names") else frame[list(schema.feature_columns())]
-    pool = Pool(x, cat_features=[c for c in schema.CATEGORICAL_FEATURES if c in x.columns])
+    pool = model.pool(frame)
     p = model.raw_model.predict_proba(pool)[:, 1]
     model.raw_model.get_feature_importance(pool, type="ShapValues")
     frame.assign(probability=p)[["lead_id", "created_date", "probability"]].to_parquet(

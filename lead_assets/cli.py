@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -285,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"lead-assets {args.command}: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        print(f"lead-assets {args.command} failed: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

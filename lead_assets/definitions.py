@@ -1,12 +1,13 @@
 """The lead_assets code location: assets, checks, sensors and resources, wired together."""
 
-from dagster import Definitions
+import os
 
-from lead_assets.core.home import LeadHome
+from dagster import Definitions, in_process_executor, multiprocess_executor
+
 from lead_assets.defs.checks import all_checks
 from lead_assets.defs.cleaning import cleaned_leads
 from lead_assets.defs.features import lead_features
-from lead_assets.defs.freshness import rescore_on_promotion, retrain_job, retrain_schedule
+from lead_assets.defs.freshness import rescore_job, rescore_on_promotion, retrain_job, retrain_schedule
 from lead_assets.defs.ingest import inbox_sensor, raw_leads
 from lead_assets.defs.insights import lead_insights
 from lead_assets.defs.model import ModelRegistry, champion_model, lead_scoring_model, promotion_gate
@@ -17,25 +18,30 @@ from lead_assets.defs.tracking import mlflow_tracking
 EXPERIMENT = "lead_scoring"
 
 
+EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
+
+
 def build_definitions() -> Definitions:
-    """Resolve the environment once, at load time, so every run of this location agrees."""
-    home = LeadHome.resolve()
+    """Paths and URIs resolve when a run uses them (env vars of the run's process)."""
+    executor = os.environ.get("LEAD_ASSETS_EXECUTOR", "in_process")
+    if executor not in EXECUTORS:
+        raise ValueError(f"LEAD_ASSETS_EXECUTOR={executor!r}: use one of {', '.join(EXECUTORS)}")
     return Definitions(
+        # One process per run: steps share one import of pandas, CatBoost and Great Expectations
+        # (a step process would pay ~4-6 s each); parallelism comes from concurrent runs.
+        executor=EXECUTORS[executor],
         assets=[raw_leads, cleaned_leads, lead_features, lead_scoring_model, champion_model, scored_leads,
                 lead_insights],
         asset_checks=[promotion_gate, *all_checks],
         sensors=[inbox_sensor, rescore_on_promotion],
         schedules=[retrain_schedule],
-        jobs=[retrain_job],
+        jobs=[retrain_job, rescore_job],
         resources={
             "lead_home": LeadHomeResource(),
             "io_manager": WarehouseIOManager(),
             "json_io_manager": JsonIOManagerFactory(),
             "model_registry": ModelRegistry(),
-            "mlflow": mlflow_tracking.configured({
-                "experiment_name": EXPERIMENT,
-                "mlflow_tracking_uri": home.mlflow_tracking_uri,
-            }),
+            "mlflow": mlflow_tracking.configured({"experiment_name": EXPERIMENT}),
         },
     )
 

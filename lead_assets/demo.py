@@ -42,7 +42,7 @@ def range_tags(first: str, last: str) -> dict[str, str]:
 
 
 def materialize_selection(keys: Sequence[str], first: str | None = None, last: str | None = None, *,
-                          instance=None, definitions=None):
+                          instance=None, definitions=None, log_level: str = "WARNING"):
     """One in-process run of the selected assets (over a day range when given) with their checks."""
     from dagster import AssetKey, DagsterInstance
 
@@ -54,6 +54,7 @@ def materialize_selection(keys: Sequence[str], first: str | None = None, last: s
         instance=instance or DagsterInstance.get(),
         asset_selection=[AssetKey(k) for k in keys],
         tags=range_tags(first, last) if first else None,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
     )
     if not result.success:
@@ -81,6 +82,8 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
          f"and {new_days} days of new (unlabelled) leads, {leads_per_day} leads/day")
     history = generate_leads(first_history, history_days, leads_per_day, seed=seed, labelled=True)
     fresh = generate_leads(first_new, new_days, leads_per_day, seed=seed + 1, labelled=False)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    fresh = fresh[fresh["created_date"] <= now]  # today's leads so far: none from the future
     write_daily_files(history, home.inbox.path if is_local(home.inbox) else home.inbox, prefix="history")
     write_daily_files(fresh, home.inbox.path if is_local(home.inbox) else home.inbox, prefix="new")
 
@@ -93,16 +96,18 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
     step("  " + ", ".join(f"{n} {status}" for status, n in sorted(fates.items())))
 
     first, last = first_history.isoformat(), today.isoformat()
-    step(f"run 1/3: raw_leads -> cleaned_leads -> lead_features for {first}..{last} (one run)")
+    step(f"run 1/4: raw_leads -> cleaned_leads -> lead_features for {first}..{last} (one run)")
     materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], first, last)
-    step("run 2/3: lead_scoring_model -> promotion_gate -> champion_model")
+    step("run 2/4: lead_scoring_model -> promotion_gate -> champion_model")
     training = materialize_selection(["lead_scoring_model", "champion_model"])
-    step(f"run 3/3: scored_leads for {first}..{last} (one run)")
+    step(f"run 3/4: scored_leads for {first}..{last} (one run)")
     materialize_selection(["scored_leads"], first, last)
+    step("run 4/4: lead_insights (conversion by source, medium, platform, city tier, bucket; gains)")
+    materialize_selection(["lead_insights"])
 
     info = training.output_for_node("lead_scoring_model")
     gate = [e for e in training.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    passed = gate[0].event_specific_data.asset_check_evaluation.passed if gate else None
+    passed = gate[0].event_specific_data.passed if gate else None
     print()
     print("== model")
     metrics = info["metrics"]
@@ -117,13 +122,15 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
         "SELECT min(CAST(created_date AS DATE)) AS first_day, max(CAST(created_date AS DATE)) AS last_day, "
         "count(DISTINCT CAST(created_date AS DATE)) AS partitions, count(*) AS leads, "
         "round(avg(app_complete_flag), 3) AS positive_rate FROM lead_features")), "table")
-    print(f"\n== today's top leads ({today})")
+    latest = run_query(home, "SELECT CAST(max(CAST(created_date AS DATE)) AS VARCHAR) AS d FROM scored_leads")["d"][0]
+    print(f"\n== today's top leads ({latest}): lead-assets leads --date {latest} --top 10")
     print_frame(run_query(home, (
         "SELECT lead_id, score, bucket, reasons FROM scored_leads "
-        f"WHERE CAST(created_date AS DATE) = DATE '{today}' ORDER BY probability DESC LIMIT 10")), "table")
+        f"WHERE CAST(created_date AS DATE) = DATE '{latest}' ORDER BY probability DESC LIMIT 10")), "table")
     print(f"""
 Warehouse:   {home.warehouse}   (lead-assets query "SELECT * FROM scored_leads LIMIT 5")
 MLflow:      {home.mlflow_tracking_uri}
              mlflow ui --backend-store-uri {home.mlflow_tracking_uri} --host 127.0.0.1 --port 5000
+Insights:    {home.warehouse / "lead_insights"}  (PNG plots and CSV tables; also in MLflow)
 Dagster UI:  make dev   -> http://127.0.0.1:3000  (drop CSVs into {home.inbox} to score them)""")
     return 0

@@ -112,7 +112,7 @@ def sha256_of(path: UPath) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _move(source: UPath, target: UPath) -> None:

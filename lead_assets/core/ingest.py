@@ -206,7 +206,10 @@ def read_raw_strings(path: UPath, fmt: FileFormat) -> pd.DataFrame:
 def parse_lead_file(
     path: UPath, *, name: str, sha256: str, first_day: date, today: date, fmt: FileFormat | None = None
 ) -> ParsedFile:
-    """Apply the row rules to a whole file; ``accepted`` + ``rejected`` rows = rows read."""
+    """Apply the row rules to a whole file; ``accepted`` + ``rejected`` rows = rows read.
+
+    A lead cannot be created after now (UTC) nor after the end of ``today``.
+    """
     fmt = fmt or detect_format(path, name)
     text = read_raw_strings(path, fmt)
     rows = len(text)
@@ -218,8 +221,9 @@ def parse_lead_file(
     day = created.dt.normalize()
     reasons.add((day < pd.Timestamp(first_day)).to_numpy(), "date_before_start", CREATED_DATE,
                 f"created_date is before the first partition day {first_day}")
-    reasons.add((day > pd.Timestamp(today)).to_numpy(), "date_in_future", CREATED_DATE,
-                f"created_date is after today ({today})")
+    now = min(pd.Timestamp.now(tz="UTC").tz_localize(None), pd.Timestamp(today) + pd.Timedelta(days=1))
+    reasons.add((created > now).to_numpy(), "date_in_future", CREATED_DATE,
+                f"created_date is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)")
 
     typed = pd.DataFrame({CREATED_DATE: created})
     typed[CITY] = _blank_to_na(text[CITY]).str.strip().str.lower()

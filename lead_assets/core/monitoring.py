@@ -39,6 +39,19 @@ def psi(expected: list[float], actual: list[float], floor: float = 1e-4) -> floa
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def others_share(features: pd.DataFrame) -> float:
+    """Share of leads with a platform, medium or source level outside the significant set."""
+    from lead_assets.core import schema
+
+    if not len(features):
+        return 0.0
+    significant = schema.reference().significant_levels
+    rare = np.zeros(len(features), dtype=bool)
+    for column, original in schema.ORIGINAL_LEVEL_COLUMNS.items():
+        rare |= ~features[original].isin(significant[column]).to_numpy(dtype=bool)
+    return float(rare.mean())
+
+
 def profile(scored: pd.DataFrame, threshold: float, others_share: float | None = None) -> dict:
     """What a batch of scored leads looks like; the same shape for the holdout and each day."""
     shares = scored["bucket"].value_counts(normalize=True).reindex(BUCKETS, fill_value=0.0)

@@ -15,9 +15,17 @@ from dagster import (
 )
 
 from lead_assets.core import warehouse
+from lead_assets.defs.partitions import lead_days
 from lead_assets.defs.resources import LeadHomeResource
 
 SCORED = AssetKey("scored_leads")
+
+rescore_job = define_asset_job(
+    "rescore_leads",
+    selection=AssetSelection.assets(SCORED),
+    partitions_def=lead_days,
+    description="Rescore a range of days with the current champion (one run per range).",
+)
 
 retrain_job = define_asset_job(
     "retrain_lead_scoring_model",
@@ -40,7 +48,6 @@ def rescoring_request(days: list[str], version: str) -> RunRequest | SkipReason:
         return SkipReason("champion changed, but no day has lead features yet")
     return RunRequest(
         run_key=f"rescore-v{version}-{days[0]}-{days[-1]}",
-        asset_selection=[SCORED],
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1],
               "lead_assets/reason": f"champion is now version {version}"},
     )
@@ -48,6 +55,7 @@ def rescoring_request(days: list[str], version: str) -> RunRequest | SkipReason:
 
 @asset_sensor(
     asset_key=AssetKey("champion_model"),
+    job=rescore_job,
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="When a new champion is promoted, rescore every day with leads in one run.",

@@ -26,7 +26,7 @@ def lead_insights(context: AssetExecutionContext, cleaned_leads: pd.DataFrame, s
         warehouse.atomic_write_bytes(folder / f"{name}.csv", table.to_csv(index=False).encode())
     for name, png in plots.items():
         warehouse.atomic_write_bytes(folder / f"{name}.png", png)
-    _log_to_mlflow(home.mlflow_tracking_uri, tables, plots)
+    _log_to_mlflow(home, tables, plots)
     markdown = insights.to_markdown(tables)
     context.add_output_metadata({
         "insights": MetadataValue.md(markdown),
@@ -37,15 +37,16 @@ def lead_insights(context: AssetExecutionContext, cleaned_leads: pd.DataFrame, s
     return {"folder": str(folder), "tables": sorted(tables), "plots": sorted(plots)}
 
 
-def _log_to_mlflow(tracking_uri: str, tables: dict, plots: dict) -> None:
+def _log_to_mlflow(home, tables: dict, plots: dict) -> None:
     """One run per insights refresh in the 'lead_insights' experiment, closed before returning."""
     import tempfile
     from pathlib import Path
 
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("lead_insights")
+    from lead_assets.core.experiments import use_experiment
+
+    use_experiment("lead_insights", home)
     with mlflow.start_run(run_name="lead_insights"), tempfile.TemporaryDirectory() as tmp:
         for name, table in tables.items():
             table.to_csv(Path(tmp, f"{name}.csv"), index=False)

@@ -71,7 +71,7 @@ def _targets(config: TrainingConfig) -> dict[str, float]:
     ins={"lead_features": AssetIn(metadata={"allow_missing_partitions": True})},
     group_name=MODEL_GROUP,
     io_manager_key="json_io_manager",
-    required_resource_keys={"mlflow", "model_registry"},
+    required_resource_keys={"mlflow", "model_registry", "lead_home"},
     kinds={"catboost", "mlflow"},
     description="CatBoost trained on older labelled leads, judged on the latest ones; a registered version.",
 )
@@ -98,6 +98,7 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         ))
         version = registry.log_training(result, model_name=model_registry.model_name,
                                         tags={"dagster_run_id": context.run_id})
+        _write_reference_profile(context.resources.lead_home.resolve(), result, model_registry.model_name, version)
         champion = model_registry.load_champion()
         champion_metrics = evaluate_model(champion[0], result.holdout) if champion else None
         run_id = mlflow.active_run().info.run_id if mlflow.active_run() else None
@@ -127,6 +128,21 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         "champion_metrics": champion_metrics,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _write_reference_profile(home, result, model_name: str, version: str) -> None:
+    """How this version scores its own holdout: what monitoring compares each scored day with."""
+    import json
+
+    from lead_assets.core import monitoring, warehouse
+    from lead_assets.core.scoring import score_leads
+    from lead_assets.defs.checks.drift import profile_path
+
+    scored = score_leads(result.holdout, result.model, model_name=model_name, model_version=str(version))
+    reference = {"version": str(version), "threshold": result.model.threshold,
+                 "profile": monitoring.profile(scored, result.model.threshold,
+                                               monitoring.others_share(result.holdout))}
+    warehouse.atomic_write_bytes(profile_path(home, str(version)), json.dumps(reference, indent=1).encode())
 
 
 def promotion_verdict(info: dict, config: TrainingConfig | None = None):

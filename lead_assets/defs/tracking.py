@@ -21,6 +21,12 @@ from dagster import Field, InitResourceContext, Noneable, Permissive, StringSour
     description="dagster-mlflow's mlflow_tracking resource, imported when first used.",
 )
 def mlflow_tracking(context: InitResourceContext):
+    """Without a configured URI, the data home's is used (resolved now, not at code load)."""
     from dagster_mlflow.resources import MlFlow
 
+    from lead_assets.core.experiments import use_experiment
+    from lead_assets.core.home import LeadHome
+
+    home = LeadHome.resolve(mlflow_tracking_uri=context.resource_config.get("mlflow_tracking_uri"))
+    use_experiment(context.resource_config["experiment_name"], home)
     return MlFlow(context)

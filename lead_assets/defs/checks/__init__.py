@@ -7,8 +7,10 @@ check runs, never when the code location loads.
 """
 
 from lead_assets.defs.checks.cleaned import cleaned_leads_quality
+from lead_assets.defs.checks.drift import scored_leads_drift
 from lead_assets.defs.checks.features import lead_features_schema
 from lead_assets.defs.checks.raw import raw_leads_quality
 from lead_assets.defs.checks.scored import scored_leads_quality
 
-all_checks: list = [raw_leads_quality, cleaned_leads_quality, lead_features_schema, scored_leads_quality]
+all_checks: list = [raw_leads_quality, cleaned_leads_quality, lead_features_schema, scored_leads_quality,
+                    scored_leads_drift]

@@ -1,0 +1,266 @@
+"""How good is a lead model: holdout metrics, segment AUCs, lift, the promotion gate, the model card.
+
+Everything takes labels and calibrated probabilities (or a model and a feature table), so the
+candidate and the champion are judged by the same code on the same holdout.
+
+Calibration error (ECE) uses 10 equal-width probability bins: bin k holds probabilities in
+[k/10, (k+1)/10), the last bin includes 1.0; ECE = sum over non-empty bins of
+(rows in bin / rows) * |observed positive rate - mean probability|.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from lead_assets.core import schema
+from lead_assets.core.schema import CITY_TIER, LABEL
+
+if TYPE_CHECKING:
+    from lead_assets.core.model import LeadModel, TrainConfig
+
+TOP_FRACTIONS: tuple[float, ...] = (0.1, 0.2, 0.3)
+DEFAULT_TARGETS: dict[str, float] = {"auc": 0.75, "precision": 0.65, "recall": 0.75}
+
+
+def roc_auc(y_true, proba) -> float:
+    """Area under the ROC curve (ties count half); NaN when only one class is present."""
+    y = np.asarray(y_true, dtype=float)
+    positives = y.sum()
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = pd.Series(np.asarray(proba, dtype=float)).rank(method="average").to_numpy()
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def expected_calibration_error(y_true, proba, bins: int = 10) -> float:
+    """ECE over ``bins`` equal-width probability bins (see the module docstring)."""
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(proba, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    gap = np.abs(np.bincount(index, weights=y, minlength=bins) - np.bincount(index, weights=p, minlength=bins))
+    return float(gap[count > 0].sum() / len(y))
+
+
+def calibration_bins(y_true, proba, bins: int = 10) -> pd.DataFrame:
+    """Per equal-width bin: rows, mean probability and observed positive rate (for the reliability plot)."""
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(proba, dtype=float)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    frame = pd.DataFrame({"bin": index, "y": y, "p": p}).groupby("bin").agg(
+        leads=("y", "size"), mean_probability=("p", "mean"), positive_rate=("y", "mean"))
+    frame.insert(0, "lower", frame.index / bins)
+    return frame.reset_index(drop=True)
+
+
+def _top(y: np.ndarray, p: np.ndarray, fraction: float) -> np.ndarray:
+    order = np.argsort(-p, kind="stable")
+    return y[order[: int(np.ceil(fraction * len(y)))]]
+
+
+def classification_metrics(y_true, proba, threshold: float, bins: int = 10) -> dict[str, float]:
+    """AUC, precision/recall/F1 and confusion matrix at ``threshold`` (p >= t is positive),
+    Brier, ECE, and precision and lift among the top 10/20/30% of leads by probability."""
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(proba, dtype=float)
+    flagged = p >= threshold
+    tp = float((flagged & (y == 1)).sum())
+    fp = float((flagged & (y == 0)).sum())
+    fn = float((~flagged & (y == 1)).sum())
+    tn = float((~flagged & (y == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    base = float(y.mean()) if len(y) else float("nan")
+    metrics = {
+        "auc": roc_auc(y, p), "precision": precision, "recall": recall, "f1": f1,
+        "brier": float(np.mean((p - y) ** 2)) if len(y) else float("nan"),
+        "ece": expected_calibration_error(y, p, bins), "threshold": float(threshold),
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn, "n": float(len(y)),
+        "positive_rate": base, "flagged_rate": float(flagged.mean()) if len(y) else float("nan"),
+        "mean_probability": float(p.mean()) if len(y) else float("nan"),
+    }
+    for fraction in TOP_FRACTIONS:
+        top = _top(y, p, fraction)
+        share = float(top.mean()) if len(top) else float("nan")
+        name = f"{round(fraction * 100)}pct"
+        metrics[f"precision_top_{name}"] = share
+        metrics[f"lift_top_{name}"] = share / base if base else float("nan")
+    return metrics
+
+
+def lift_table(y_true, proba, groups: int = 10) -> pd.DataFrame:
+    """Leads in ``groups`` equal-size groups by probability (1 = best): rate, lift, cumulative gain."""
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(proba, dtype=float)
+    order = np.argsort(-p, kind="stable")
+    group = np.empty(len(y), dtype=int)
+    group[order] = np.arange(len(y)) * groups // max(len(y), 1) + 1
+    frame = pd.DataFrame({"group": group, "y": y, "p": p}).groupby("group").agg(
+        leads=("y", "size"), positives=("y", "sum"), min_probability=("p", "min"), max_probability=("p", "max"))
+    base = y.mean() if len(y) else float("nan")
+    frame["positive_rate"] = frame["positives"] / frame["leads"]
+    frame["lift"] = frame["positive_rate"] / base
+    frame["cumulative_share_of_leads"] = frame["leads"].cumsum() / len(y)
+    frame["cumulative_share_of_positives"] = frame["positives"].cumsum() / max(y.sum(), 1)
+    frame["cumulative_lift"] = (frame["positives"].cumsum() / frame["leads"].cumsum()) / base
+    return frame.reset_index()
+
+
+def segment_columns(features: pd.DataFrame) -> dict[str, pd.Series]:
+    """City tier and the case study's mapped platform/medium/source levels (rare levels -> others)."""
+    ref = schema.reference()
+    out = {"city_tier": features[CITY_TIER].astype("Int64").astype(str)}
+    for raw_column, original in schema.ORIGINAL_LEVEL_COLUMNS.items():
+        levels = features[original].astype(str)
+        name = original.removesuffix("_level")
+        out[name] = levels.where(levels.isin(ref.significant_levels[raw_column]), schema.OTHERS)
+    return out
+
+
+def segment_table(frame: pd.DataFrame, proba, min_rows: int = 30) -> pd.DataFrame:
+    """AUC per segment level; ``n/a`` (with the counts) for one class or fewer than ``min_rows`` rows."""
+    y = frame[LABEL].astype(float).to_numpy()
+    p = np.asarray(proba, dtype=float)
+    rows = []
+    for segment, values in segment_columns(frame).items():
+        values = values.to_numpy()
+        for level in sorted(pd.unique(values), key=str):
+            mask = values == level
+            ys, ps = y[mask], p[mask]
+            positives = int(ys.sum())
+            if mask.sum() < min_rows:
+                status = f"n/a: {mask.sum()} rows < {min_rows}"
+            elif positives in (0, mask.sum()):
+                status = "n/a: one class"
+            else:
+                status = "ok"
+            rows.append({
+                "segment": segment, "level": str(level), "leads": int(mask.sum()), "positives": positives,
+                "positive_rate": float(ys.mean()), "mean_probability": float(ps.mean()),
+                "auc": roc_auc(ys, ps) if status == "ok" else float("nan"), "status": status,
+            })
+    return pd.DataFrame(rows, columns=["segment", "level", "leads", "positives", "positive_rate",
+                                       "mean_probability", "auc", "status"])
+
+
+def evaluate_model(model: LeadModel, holdout_features: pd.DataFrame, bins: int = 10) -> dict[str, float]:
+    """A model's metrics at its own threshold on labelled leads (e.g. the champion on a candidate's holdout)."""
+    labelled = holdout_features[holdout_features[LABEL].notna()]
+    metrics = classification_metrics(labelled[LABEL].astype(int).to_numpy(), model.predict_proba(labelled),
+                                     model.threshold, bins)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)  # one line per failed check
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def gate(candidate: dict[str, Any], champion: dict[str, Any] | None = None,
+         targets: dict[str, float] | None = None, margin: float = 0.02) -> GateResult:
+    """Holdout AUC, precision and recall at least the targets, and AUC not below the champion's
+    (on the same holdout) by more than ``margin``. A missing or NaN metric fails its check."""
+    targets = {**DEFAULT_TARGETS, **(targets or {})}
+    rows, reasons = [], []
+
+    def check(name: str, value, required: float, what: str) -> None:
+        value = float(value) if value is not None else float("nan")
+        ok = bool(np.isfinite(value) and value >= required)
+        rows.append({"check": name, "value": value, "required": required, "passed": ok})
+        if not ok:
+            reasons.append(f"{what} {value:.3f} is below {required:.3f}")
+
+    for metric, required in targets.items():
+        check(metric, candidate.get(metric), required, f"holdout {metric}")
+    if champion is not None:
+        champion_auc = float(champion.get("auc", float("nan")))
+        if np.isfinite(champion_auc):
+            check("auc_vs_champion", candidate.get("auc"), champion_auc - margin,
+                  f"holdout auc (champion {champion_auc:.3f} on the same holdout, margin {margin:.2f})")
+    return GateResult(not reasons, reasons, pd.DataFrame(rows, columns=["check", "value", "required", "passed"]))
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) and np.isfinite(value) else str(value)
+
+
+def model_card(*, metrics: dict[str, float], windows: dict[str, tuple[str, str]], segments: pd.DataFrame,
+               lift: pd.DataFrame, threshold_reason: str, meets_targets: bool, config: TrainConfig,
+               iterations: int) -> str:
+    """The model card: intended use, data windows, metrics, threshold, calibration, segments, limits."""
+    def window(name: str) -> str:
+        first, last = windows[name]
+        return f"{first} .. {last}"
+
+    headline = ["auc", "precision", "recall", "f1", "brier", "ece", "threshold", "positive_rate_test",
+                "precision_top_10pct", "lift_top_10pct", "precision_top_20pct", "lift_top_20pct",
+                "precision_top_30pct", "lift_top_30pct", "tp", "fp", "fn", "tn"]
+    table = pd.DataFrame({"metric": headline, "holdout": [_fmt(metrics.get(k, float("nan"))) for k in headline]})
+    shown = segments.assign(auc=segments["auc"].map(lambda v: _fmt(v) if np.isfinite(v) else "n/a"),
+                            positive_rate=segments["positive_rate"].map(_fmt),
+                            mean_probability=segments["mean_probability"].map(_fmt))
+    lift_shown = lift[["group", "leads", "positives", "positive_rate", "lift", "cumulative_share_of_positives",
+                       "min_probability"]].round(3)
+    flag = "" if meets_targets else "\n**The threshold does not meet the targets on validation.** "
+    return f"""# Lead scoring model card
+
+## Intended use
+Ranks CodePro web leads by the calibrated probability that the lead completes an application
+(`app_complete_flag`), so sales can call the best leads first and skip junk. Scores support call
+priority only; they are not a judgement about a person, and they describe leads like the training
+window's (same channels, cities and platforms).
+
+## Data
+| slice | created_date window | leads |
+| --- | --- | --- |
+| training window | {window("train")} | {int(metrics["n_train"])} |
+| fit (early-stopping model) | {window("fit")} | {int(metrics["n_fit"])} |
+| validation (tuning only) | {window("validation")} | {int(metrics["n_validation"])} |
+| holdout (judging only) | {window("holdout")} | {int(metrics["n_test"])} |
+
+Positive rate: training {_fmt(metrics["positive_rate_train"])}, holdout {_fmt(metrics["positive_rate_test"])}.
+
+## Model
+CatBoost ({iterations} trees chosen by early stopping on validation, depth {config.depth}, learning rate
+{config.learning_rate}), native categorical features `{", ".join(schema.CATEGORICAL_FEATURES)}`; recent
+leads weigh more (half-life {config.half_life_days} days). Refit on the whole training window; the
+calibrator and threshold come from cross-fitted validation predictions ({config.validation_blocks} blocks,
+each scored by a model trained on everything before it).
+
+## Holdout metrics
+{table.to_markdown(index=False)}
+
+## Decision threshold
+{_fmt(metrics["threshold"])} on the calibrated probability: {threshold_reason}.{flag}
+Validation at this threshold: precision {_fmt(metrics["validation_precision"])}, recall
+{_fmt(metrics["validation_recall"])}. Leads below it are `junk`.
+
+## Calibration
+{config.calibration} calibration fitted on validation. Validation ECE {_fmt(metrics["validation_ece_uncalibrated"])}
+before and {_fmt(metrics["validation_ece"])} after; holdout Brier {_fmt(metrics["brier"])}, ECE {_fmt(metrics["ece"])}
+(10 equal-width bins, weighted by rows).
+
+## Segments (holdout; case-study mapping: rare levels are `others`)
+{shown.to_markdown(index=False)}
+
+## Lift (holdout, 10 equal groups by probability)
+{lift_shown.to_markdown(index=False)}
+
+## Limitations
+- Lead behaviour drifts month to month; the threshold is chosen on the latest training weeks and its
+  precision/recall on later months can move by several points. Retrain and re-check regularly.
+- This version did not learn from the holdout months (they judge it).
+- Levels never seen in training are scored with CatBoost's prior and flagged (`unseen_levels`);
+  {_fmt(metrics["unseen_share_test"])} of holdout leads had one.
+- Reasons (SHAP values) explain the model, not what causes a lead to convert.
+"""

@@ -1,0 +1,126 @@
+"""Evaluation plots as PNG bytes: ROC, precision-recall, reliability, cumulative gains, importance.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global state), and
+matplotlib is imported inside the functions so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lead_assets.core.evaluation import calibration_bins
+
+if TYPE_CHECKING:
+    from lead_assets.core.model import TrainResult
+
+
+def _figure(width: float = 5.0, height: float = 4.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot(1, 1, 1)
+
+
+def _png(figure) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _ranked(y_true, proba) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels sorted by descending probability, cumulative true positives, and the cut points
+    (last row of each distinct probability) where the curves may move."""
+    y, p = np.asarray(y_true, dtype=float), np.asarray(proba, dtype=float)
+    order = np.argsort(-p, kind="stable")
+    y, p = y[order], p[order]
+    cut = np.r_[p[1:] != p[:-1], True]
+    return y, np.cumsum(y), cut
+
+
+def roc_png(y_true, proba, auc: float | None = None) -> bytes:
+    y, tp, cut = _ranked(y_true, proba)
+    positives, negatives = max(y.sum(), 1), max(len(y) - y.sum(), 1)
+    fpr = np.r_[0, ((np.arange(1, len(y) + 1) - tp) / negatives)[cut]]
+    tpr = np.r_[0, (tp / positives)[cut]]
+    figure, ax = _figure()
+    ax.plot(fpr, tpr, label=f"model (AUC {auc:.3f})" if auc is not None else "model")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC (holdout)")
+    ax.legend(loc="lower right")
+    return _png(figure)
+
+
+def precision_recall_png(y_true, proba, threshold: float | None = None) -> bytes:
+    y, tp, cut = _ranked(y_true, proba)
+    precision = (tp / np.arange(1, len(y) + 1))[cut]
+    recall = (tp / max(y.sum(), 1))[cut]
+    figure, ax = _figure()
+    ax.plot(recall, precision, label="model")
+    ax.axhline(y.mean() if len(y) else 0, linestyle="--", color="grey", label="positive rate")
+    if threshold is not None:
+        p = np.asarray(proba, dtype=float)
+        flagged = p >= threshold
+        labels = np.asarray(y_true, dtype=float)
+        if flagged.any():
+            ax.scatter([labels[flagged].sum() / max(labels.sum(), 1)], [labels[flagged].mean()], color="red",
+                       zorder=3, label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (holdout)", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left")
+    return _png(figure)
+
+
+def calibration_png(y_true, proba, bins: int = 10) -> bytes:
+    table = calibration_bins(y_true, proba, bins)
+    figure, ax = _figure()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    ax.plot(table["mean_probability"], table["positive_rate"], marker="o", label="model")
+    ax.bar(table["lower"] + 0.5 / bins, table["leads"] / max(table["leads"].sum(), 1), width=1 / bins,
+           alpha=0.2, color="grey", label="share of leads")
+    ax.set(xlabel="calibrated probability", ylabel="observed completion rate",
+           title=f"Reliability ({bins} equal-width bins, holdout)", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    return _png(figure)
+
+
+def cumulative_gains_png(y_true, proba) -> bytes:
+    y, tp, cut = _ranked(y_true, proba)
+    share_leads = np.r_[0, (np.arange(1, len(y) + 1) / max(len(y), 1))[cut]]
+    share_positives = np.r_[0, (tp / max(y.sum(), 1))[cut]]
+    figure, ax = _figure()
+    ax.plot(share_leads, share_positives, label="model")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
+    ax.set(xlabel="share of leads called (best first)", ylabel="share of completions reached",
+           title="Cumulative gains (holdout)", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right")
+    return _png(figure)
+
+
+def feature_importance_png(names, importances, top: int = 20) -> bytes:
+    names, importances = np.asarray(names, dtype=object), np.asarray(importances, dtype=float)
+    order = np.argsort(importances)[-top:]
+    figure, ax = _figure(6.0, 0.35 * len(order) + 1.2)
+    ax.barh(names[order].astype(str), importances[order])
+    ax.set(xlabel="importance (CatBoost prediction values change)", title="Feature importance")
+    return _png(figure)
+
+
+def training_plots(result: TrainResult) -> dict[str, bytes]:
+    """Every plot of a training run, by file name."""
+    from lead_assets.core.schema import LABEL
+
+    y = result.holdout[LABEL].astype(int).to_numpy()
+    p = result.holdout["probability"].to_numpy()
+    model = result.model
+    return {
+        "roc.png": roc_png(y, p, result.metrics.get("auc")),
+        "precision_recall.png": precision_recall_png(y, p, model.threshold),
+        "calibration.png": calibration_png(y, p),
+        "cumulative_gains.png": cumulative_gains_png(y, p),
+        "feature_importance.png": feature_importance_png(model.features, model.raw_model.get_feature_importance()),
+    }

@@ -1,0 +1,290 @@
+"""MLflow tracking and the model registry: log a training run, register it, move the champion.
+
+Promotion uses model aliases (MLflow 3), not stages: ``champion`` is the model that scores
+leads and ``previous_champion`` the one it replaced, so a bad promotion can be rolled back. The
+order of champions is also kept in the registered model's tag ``champion_history`` so that a
+rollback can name the next previous champion.
+
+mlflow takes about 1.5 s to import, so it is imported inside functions only. The pyfunc wrapper
+class subclasses ``mlflow.pyfunc.PythonModel``; it is built on first use and published as this
+module's ``LeadModelPyfunc`` attribute, so pickles refer to it by name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import warnings
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from lead_assets.core.model import LeadModel, TrainResult
+
+CHAMPION = "champion"
+PREVIOUS = "previous_champion"
+HISTORY_TAG = "champion_history"
+DEFAULT_MODEL_NAME = "lead_scoring"
+EXAMPLE_ROWS = 5
+
+
+class NoChampionError(ValueError):
+    """The registry has no champion (or no previous champion) to act on."""
+
+
+def _quiet() -> None:
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def _hushed():
+    """MLflow warns on every pyfunc log about pickling; said once here: the model is our own code."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@lru_cache(maxsize=1)
+def _pyfunc_class():
+    import mlflow.pyfunc
+
+    class LeadModelPyfunc(mlflow.pyfunc.PythonModel):
+        """An MLflow pyfunc whose ``predict`` returns calibrated probabilities."""
+
+        def __init__(self, lead_model: LeadModel):
+            self.lead_model = lead_model
+
+        def predict(self, context, model_input: pd.DataFrame, params=None):
+            return self.lead_model.predict_proba(model_input)
+
+    LeadModelPyfunc.__module__ = __name__
+    LeadModelPyfunc.__qualname__ = "LeadModelPyfunc"
+    globals()["LeadModelPyfunc"] = LeadModelPyfunc
+    return LeadModelPyfunc
+
+
+def __getattr__(name: str):
+    if name == "LeadModelPyfunc":
+        return _pyfunc_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    _quiet()
+    return MlflowClient()
+
+
+def _is_missing(error: Exception) -> bool:
+    code = getattr(error, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+def _pip_requirements() -> list[str]:
+    import catboost
+    import cloudpickle
+    import numpy
+    import pandas
+
+    return [f"catboost=={catboost.__version__}", f"pandas=={pandas.__version__}",
+            f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
+
+
+def _write_artifacts(result: TrainResult, folder: Path) -> None:
+    from lead_assets.core.plots import training_plots
+
+    (folder / "plots").mkdir()
+    for name, png in training_plots(result).items():
+        (folder / "plots" / name).write_bytes(png)
+    (folder / "tables").mkdir()
+    result.segments.to_csv(folder / "tables" / "segments.csv", index=False)
+    result.lift.to_csv(folder / "tables" / "lift.csv", index=False)
+    (folder / "tables" / "segments.md").write_text(result.segments.to_markdown(index=False))
+    (folder / "tables" / "lift.md").write_text(result.lift.to_markdown(index=False))
+    (folder / "model_card.md").write_text(result.card_markdown)
+    (folder / "windows.json").write_text(json.dumps(result.windows, indent=1))
+
+
+def log_training(result: TrainResult, *, model_name: str = DEFAULT_MODEL_NAME, run_name: str | None = None,
+                 tags: dict[str, Any] | None = None) -> str:
+    """Log params, metrics, plots, tables, the model card and the pyfunc model; register it.
+
+    Uses the active MLflow run if there is one (and leaves it open for its owner), otherwise
+    starts one and ends it. Returns the new registered model version.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    _quiet()
+    owned = mlflow.active_run() is None
+    if owned:
+        mlflow.start_run(run_name=run_name or f"{model_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+    try:
+        mlflow.set_tags({"model_name": model_name, "threshold_meets_targets": str(result.threshold_meets_targets),
+                         "holdout_window": " .. ".join(result.holdout_window), **(tags or {})})
+        mlflow.log_params({k: "" if v is None else str(v) for k, v in result.params.items()})
+        with tempfile.TemporaryDirectory() as folder:
+            _write_artifacts(result, Path(folder))
+            mlflow.log_artifacts(folder)
+        wrapper = _pyfunc_class()(result.model)
+        example = result.holdout[list(result.model.features)].head(EXAMPLE_ROWS).reset_index(drop=True)
+        with _hushed():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=wrapper,
+                signature=infer_signature(example, wrapper.predict(None, example)), input_example=example,
+                pip_requirements=_pip_requirements(),
+            )
+        metrics = {k: float(v) for k, v in result.metrics.items() if math.isfinite(float(v))}
+        mlflow.log_metrics(metrics, model_id=info.model_id)
+        version = _register(model_name, info, {"threshold_reason": result.threshold_reason})
+    except BaseException:
+        if owned:
+            mlflow.end_run("FAILED")
+        raise
+    if owned:
+        mlflow.end_run("FINISHED")
+    return version
+
+
+def _register(name: str, info, tags: dict[str, str]) -> str:
+    """A new version of the registered model (created if needed) pointing at the logged model."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if getattr(error, "error_code", "") not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    created = client.create_model_version(name, source=info.model_uri, run_id=info.run_id, tags=tags,
+                                          model_id=info.model_id)
+    return str(created.version)
+
+
+def champion_version(name: str = DEFAULT_MODEL_NAME, alias: str = CHAMPION) -> str | None:
+    """The version the alias points to, or None (no such model or alias)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client().get_model_version_by_alias(name, alias).version)
+    except MlflowException as error:
+        if _is_missing(error):
+            return None
+        raise
+
+
+def _history(client, name: str) -> list[str]:
+    text = client.get_registered_model(name).tags.get(HISTORY_TAG, "")
+    return [v for v in text.split(",") if v]
+
+
+def set_champion(name: str, version: str) -> str | None:
+    """Point ``champion`` at ``version``; the replaced champion becomes ``previous_champion``.
+
+    Returns the replaced champion's version (None if there was none or it is the same version).
+    """
+    client = _client()
+    version = str(version)
+    client.get_model_version(name, version)
+    current = champion_version(name)
+    if current == version:
+        return None
+    if current is not None:
+        client.set_registered_model_alias(name, PREVIOUS, current)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    history = _history(client, name)
+    client.set_registered_model_tag(name, HISTORY_TAG, ",".join([*history, version]))
+    return current
+
+
+def rollback(name: str = DEFAULT_MODEL_NAME) -> str:
+    """Make ``previous_champion`` the champion again; returns the restored version.
+
+    The demoted version is tagged ``rolled_back_at``; ``previous_champion`` then moves one step
+    further back in the champion history (or is removed when there is none).
+    """
+    client = _client()
+    previous = champion_version(name, PREVIOUS)
+    current = champion_version(name)
+    if previous is None:
+        raise NoChampionError(
+            f"{name}: no previous champion to roll back to"
+            + (f" (champion is version {current})" if current else " (and no champion either)")
+        )
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    if current is not None:
+        client.set_model_version_tag(name, current, "rolled_back_at",
+                                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    history = [v for v in _history(client, name) if v != current]
+    while history and history[-1] != previous:
+        history.pop()
+    earlier = history[-2] if len(history) > 1 else None
+    if earlier is not None:
+        client.set_registered_model_alias(name, PREVIOUS, earlier)
+    else:
+        client.delete_registered_model_alias(name, PREVIOUS)
+    client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history or [previous]))
+    return previous
+
+
+def load_champion(name: str = DEFAULT_MODEL_NAME) -> tuple[LeadModel, str] | None:
+    """The champion as a :class:`LeadModel` and its version, or None when there is no champion.
+
+    The alias is resolved once and that exact version is loaded, so the returned version always
+    belongs to the returned model even if the alias moves meanwhile.
+    """
+    import mlflow.pyfunc
+
+    version = champion_version(name)
+    if version is None:
+        return None
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return loaded.unwrap_python_model().lead_model, version
+
+
+def describe(name: str = DEFAULT_MODEL_NAME) -> dict[str, Any]:
+    """Champion, previous champion, history and the champion's holdout metrics (for ``model show``)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as error:
+        if _is_missing(error):
+            return {"model_name": name, "champion_version": None, "message": f"no registered model named {name!r}"}
+        raise
+    champion = champion_version(name)
+    out: dict[str, Any] = {
+        "model_name": name,
+        "champion_version": champion,
+        "previous_champion_version": champion_version(name, PREVIOUS),
+        "champion_history": _history(client, name),
+        "aliases": dict(getattr(registered, "aliases", {}) or {}),
+    }
+    if champion is not None:
+        version = client.get_model_version(name, champion)
+        run = client.get_run(version.run_id)
+        keep = ("auc", "precision", "recall", "f1", "threshold", "brier", "ece", "n_train", "n_test")
+        out.update({
+            "champion_run_id": version.run_id,
+            "champion_registered_at": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc)
+            .isoformat(timespec="seconds"),
+            "champion_metrics": {k: run.data.metrics[k] for k in keep if k in run.data.metrics},
+            "holdout_window": run.data.tags.get("holdout_window"),
+        })
+    return out

@@ -1,0 +1,133 @@
+"""Scores for leads: calibrated probability, 0-100 score, bucket, top-3 reasons, unseen levels.
+
+One row per lead, columns in this order:
+
+* ``lead_id``, ``created_date``
+* ``probability``: calibrated probability of completing an application; ``score`` = round(100 p)
+* ``bucket``: ``junk`` below the model's threshold, else ``hot`` / ``warm`` / ``cold`` by the
+  :class:`BucketConfig` cut-offs; a cut-off below the threshold is raised to it, so the buckets
+  are always ordered by probability (hot >= warm >= cold >= threshold > junk)
+* ``reasons``: the three features with the largest |SHAP value| for that lead, as
+  ``feature=value (+0.42); ...``. SHAP values are CatBoost's, in log-odds: ``+`` pushed this
+  lead's score up, ``-`` down, and the number is how far. The same reasons, structured:
+  ``reason_{k}_feature``, ``reason_{k}_value`` (text), ``reason_{k}_shap`` (signed) for k = 1..3
+* ``unseen_levels`` (bool) and ``unseen_columns`` (which categorical columns had a level never
+  seen in training, comma-separated)
+* ``model_name``, ``model_version`` (str), ``scored_at`` (UTC)
+
+The probability is computed from the SHAP values themselves (they sum to the model's log-odds),
+so scoring costs one CatBoost pass (SHAP) rather than two (predict and SHAP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lead_assets.core.model import LeadModel
+from lead_assets.core.schema import CREATED_DATE, LEAD_ID
+
+BUCKETS: tuple[str, ...] = ("hot", "warm", "cold", "junk")
+REASONS = 3
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    """Cut-offs on the calibrated probability: hot from 0.80 (call first), warm from 0.60 (call next)."""
+
+    hot: float = 0.80
+    warm: float = 0.60
+
+    def __post_init__(self):
+        if not 0 <= self.warm <= self.hot <= 1:
+            raise ValueError(f"bucket cut-offs need 0 <= warm <= hot <= 1, got warm={self.warm}, hot={self.hot}")
+
+
+def assign_buckets(proba: np.ndarray, threshold: float, buckets: BucketConfig | None = None) -> np.ndarray:
+    """junk below the threshold; above it hot/warm/cold by the cut-offs (raised to the threshold)."""
+    buckets = buckets or BucketConfig()
+    p = np.asarray(proba, dtype=float)
+    hot, warm = max(buckets.hot, threshold), max(buckets.warm, threshold)
+    return np.select([p >= hot, p >= warm, p >= threshold], ["hot", "warm", "cold"], "junk").astype(object)
+
+
+def shap_values(model: LeadModel, features: pd.DataFrame, thread_count: int = -1) -> np.ndarray:
+    """CatBoost SHAP values, (rows, features + 1); the last column is the expected value."""
+    return np.asarray(model.raw_model.get_feature_importance(
+        model.pool(features), type="ShapValues", thread_count=thread_count), dtype=float)
+
+
+def _as_text(values: np.ndarray) -> np.ndarray:
+    """Each value as display text; formatted once per distinct value, not once per row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    texts = np.array([f"{u:g}" if isinstance(u, float | np.floating) else str(u) for u in uniques], dtype=object)
+    return texts[codes]
+
+
+def _signed(values: np.ndarray) -> np.ndarray:
+    rounded = np.round(values, 2) + 0.0
+    codes, uniques = pd.factorize(rounded.ravel())
+    texts = np.array([f"{u:+.2f}" for u in uniques], dtype=object)
+    return texts[codes].reshape(values.shape)
+
+
+def reasons(model: LeadModel, features: pd.DataFrame, shap: np.ndarray, top: int = REASONS) -> pd.DataFrame:
+    """The ``top`` features by |SHAP| per lead: structured columns and one readable ``reasons`` text."""
+    contributions = shap[:, :-1]
+    top = min(top, contributions.shape[1])
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :top]
+    picked = np.take_along_axis(contributions, order, axis=1)
+    names = np.array(model.features, dtype=object)
+    values = np.empty(order.shape, dtype=object)
+    frame = model.model_input(features)
+    for j, column in enumerate(model.features):
+        hit = order == j
+        if hit.any():
+            rows, slots = np.nonzero(hit)
+            values[rows, slots] = _as_text(frame[column].to_numpy()[rows])
+    sizes = _signed(picked)
+    out = {}
+    text = None
+    for k in range(top):
+        out[f"reason_{k + 1}_feature"] = names[order[:, k]]
+        out[f"reason_{k + 1}_value"] = values[:, k]
+        out[f"reason_{k + 1}_shap"] = picked[:, k]
+        part = names[order[:, k]] + "=" + values[:, k] + " (" + sizes[:, k] + ")"
+        text = part if text is None else text + "; " + part
+    return pd.DataFrame({"reasons": text if text is not None else "", **out}, index=features.index)
+
+
+def _utc(scored_at) -> pd.Timestamp:
+    stamp = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model_version: str,
+                buckets: BucketConfig | None = None, scored_at=None, thread_count: int = -1) -> pd.DataFrame:
+    """Score every row of a feature table (extra columns such as the label are ignored)."""
+    buckets = buckets or BucketConfig()
+    stamp = _utc(scored_at)
+    features = features.reset_index(drop=True)
+    n = len(features)
+    shap = shap_values(model, features, thread_count) if n else np.zeros((0, len(model.features) + 1))
+    probability = model.calibrator(shap.sum(axis=1))
+    explained = reasons(model, features, shap) if n else pd.DataFrame(
+        {"reasons": pd.Series(dtype=object),
+         **{f"reason_{k}_{part}": pd.Series(dtype=float if part == "shap" else object)
+            for k in range(1, REASONS + 1) for part in ("feature", "value", "shap")}})
+    out = pd.DataFrame({
+        LEAD_ID: features[LEAD_ID],
+        CREATED_DATE: features[CREATED_DATE],
+        "probability": probability,
+        "score": np.rint(100 * probability).astype("int64"),
+        "bucket": assign_buckets(probability, model.threshold, buckets),
+    })
+    out = pd.concat([out, explained.reset_index(drop=True)], axis=1)
+    out["unseen_levels"] = model.unseen_levels(features).to_numpy()
+    out["unseen_columns"] = model.unseen_columns(features).to_numpy()
+    out["model_name"] = model_name
+    out["model_version"] = str(model_version)
+    out["scored_at"] = pd.Series(np.full(n, stamp.tz_convert(None).to_datetime64())).dt.tz_localize("UTC")
+    return out

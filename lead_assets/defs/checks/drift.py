@@ -1,0 +1,81 @@
+"""scored_leads monitoring: each day's scores against the champion's holdout profile (warns).
+
+The profile (bucket shares, predicted-positive ratio, score histogram, unseen and ``others``
+level shares) is written for every model version when it is trained, so each day is compared
+with the holdout of the very model version that scored it.
+"""
+
+import json
+
+import pandas as pd
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckSeverity,
+    AssetIn,
+    MetadataValue,
+    Output,
+)
+
+from lead_assets.core import monitoring
+from lead_assets.defs.checks.common import daily_check, latest_materializations
+from lead_assets.defs.resources import LeadHomeResource
+from lead_assets.defs.scoring import scored_leads
+
+PROFILES = "model_profiles"
+
+
+def profile_path(home, version: str):
+    return home.warehouse / PROFILES / f"{version}.json"
+
+
+@daily_check(
+    asset=scored_leads,
+    blocking=False,
+    additional_ins={"lead_features": AssetIn()},
+    description=(
+        "Drift of each scored day against the scoring model's training holdout: population stability "
+        "index of the score, share of leads per bucket, predicted-positive ratio, and the share of "
+        "unseen and 'others' levels. Warns only."
+    ),
+)
+def scored_leads_drift(context: AssetCheckExecutionContext, scored_leads: pd.DataFrame,
+                       lead_features: pd.DataFrame, lead_home: LeadHomeResource):
+    home = lead_home.resolve()
+    spec = context.check_specs[0]
+    days = list(context.partition_keys)
+    targets = latest_materializations(context.instance, spec.asset_key, days)
+    scored_day = scored_leads["created_date"].dt.strftime("%Y-%m-%d") if len(scored_leads) else pd.Series(dtype=str)
+    feature_day = lead_features["created_date"].dt.strftime("%Y-%m-%d") if len(lead_features) else pd.Series(dtype=str)
+    cache: dict[str, dict | None] = {}
+    for day in days:
+        batch = scored_leads[scored_day == day]
+        versions = sorted(batch["model_version"].unique()) if len(batch) else []
+        version = versions[-1] if versions else None
+        if version is not None and version not in cache:
+            path = profile_path(home, version)
+            cache[version] = json.loads(path.read_text()) if path.exists() else None
+        reference = cache.get(version) if version else None
+        if reference is None:
+            passed, findings, table = True, [f"no reference profile for model version {version}"], pd.DataFrame()
+        else:
+            now = monitoring.profile(batch, reference["threshold"],
+                                     monitoring.others_share(lead_features[feature_day == day]))
+            comparison = monitoring.compare(reference["profile"], now)
+            passed, findings, table = comparison.passed, comparison.findings, comparison.table
+        yield AssetCheckEvaluation(
+            asset_key=spec.asset_key,
+            check_name=spec.name,
+            passed=passed,
+            severity=AssetCheckSeverity.WARN,
+            partition=day,
+            target_materialization_data=targets.get(day),
+            description=f"{day}: " + ("; ".join(findings) if findings else "in line with the holdout"),
+            metadata={
+                "model_version": str(version),
+                "leads": len(batch),
+                "findings": MetadataValue.md("\n".join(f"- {f}" for f in findings) or "none"),
+                "comparison": MetadataValue.md(table.to_markdown(index=False) if len(table) else "n/a"),
+            },
+        )
+    yield Output(None)

@@ -1,0 +1,108 @@
+"""MLflow logging and the registry on a throwaway sqlite store: runs, versions, champion, rollback."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from lead_assets.core.model import TrainConfig, train_model
+from lead_assets_tests.core.test_model import make_features
+
+NAME = "lead_scoring_test"
+
+
+@pytest.fixture(scope="module")
+def result():
+    return train_model(make_features(n=1200, seed=8),
+                       TrainConfig(iterations=20, min_iterations=10, early_stopping_rounds=10, thread_count=2))
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory):
+    mlflow = pytest.importorskip("mlflow")
+    tmp_path = tmp_path_factory.mktemp("mlflow")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("lead_scoring_tests", artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=experiment)
+    yield mlflow
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def test_log_training_registers_versions_and_champion_moves(tracking, result):
+    from lead_assets.core import registry
+
+    mlflow = tracking
+    client = mlflow.MlflowClient()
+    assert registry.load_champion(NAME) is None
+    assert registry.champion_version(NAME) is None
+
+    first = registry.log_training(result, model_name=NAME, run_name="first", tags={"purpose": "test"})
+    assert first == "1"
+    assert mlflow.active_run() is None  # it started its own run and ended it
+    run = client.get_run(client.get_model_version(NAME, first).run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["purpose"] == "test"
+    for key in ("auc", "precision", "recall", "ece", "brier", "threshold", "lift_top_10pct", "n_test"):
+        assert run.data.metrics[key] == pytest.approx(result.metrics[key])
+    assert run.data.params["iterations_chosen"] == str(result.params["iterations_chosen"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model_card.md", "plots", "tables"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/roc.png", "plots/precision_recall.png", "plots/calibration.png", "plots/cumulative_gains.png",
+            "plots/feature_importance.png"} == plots
+
+    with mlflow.start_run(run_name="owned by the caller") as outer:
+        second = registry.log_training(result, model_name=NAME)
+        assert mlflow.active_run().info.run_id == outer.info.run_id  # left open for its owner
+    assert second == "2"
+    assert client.get_model_version(NAME, second).run_id == outer.info.run_id
+
+    assert registry.set_champion(NAME, first) is None
+    assert registry.set_champion(NAME, second) == first
+    assert registry.champion_version(NAME) == second
+    assert registry.champion_version(NAME, registry.PREVIOUS) == first
+
+    model, version = registry.load_champion(NAME)
+    assert version == second
+    np.testing.assert_allclose(model.predict_proba(result.holdout), result.holdout["probability"])
+    assert model.threshold == result.model.threshold
+
+    described = registry.describe(NAME)
+    assert described["champion_version"] == second and described["previous_champion_version"] == first
+    assert described["champion_metrics"]["auc"] == pytest.approx(result.metrics["auc"])
+
+    assert registry.rollback(NAME) == first
+    assert registry.champion_version(NAME) == first
+    assert registry.champion_version(NAME, registry.PREVIOUS) is None
+    assert client.get_model_version(NAME, second).tags.get("rolled_back_at")
+    with pytest.raises(registry.NoChampionError, match="no previous champion.*champion is version 1"):
+        registry.rollback(NAME)
+
+
+def test_rollback_walks_back_through_the_history(tracking, result):
+    from lead_assets.core import registry
+
+    name = f"{NAME}_history"
+    versions = [registry.log_training(result, model_name=name) for _ in range(3)]
+    for version in versions:
+        registry.set_champion(name, version)
+    assert registry.rollback(name) == versions[1]
+    assert registry.champion_version(name, registry.PREVIOUS) == versions[0]
+    assert registry.rollback(name) == versions[0]
+    with pytest.raises(ValueError, match="no previous champion"):
+        registry.rollback(name)
+
+
+def test_pyfunc_predicts_calibrated_probabilities(tracking, result):
+    from lead_assets.core import registry
+
+    name = f"{NAME}_pyfunc"
+    version = registry.log_training(result, model_name=name)
+    loaded = tracking.pyfunc.load_model(f"models:/{name}/{version}")
+    features = result.holdout[list(result.model.features)]
+    np.testing.assert_allclose(np.asarray(loaded.predict(features)), result.holdout["probability"], atol=1e-9)
+    assert loaded.metadata.signature is not None

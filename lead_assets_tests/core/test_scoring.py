@@ -1,0 +1,95 @@
+"""Scoring: probabilities, scores, buckets, SHAP reasons, unseen levels, metadata columns."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from catboost import Pool
+
+from lead_assets.core.model import TrainConfig, train_model
+from lead_assets.core.scoring import BUCKETS, BucketConfig, assign_buckets, score_leads
+from lead_assets.core.schema import CREATED_DATE, LEAD_ID
+from lead_assets_tests.core.test_model import FAST, make_features
+
+
+@pytest.fixture(scope="module")
+def model():
+    return train_model(make_features(n=2400, seed=5), TrainConfig(**FAST)).model
+
+
+@pytest.fixture(scope="module")
+def leads():
+    return make_features(n=300, start="2021-12-01", days=3, seed=6)
+
+
+@pytest.fixture(scope="module")
+def scored(model, leads):
+    return score_leads(leads, model, model_name="lead_scoring", model_version=7,
+                       buckets=BucketConfig(), scored_at="2021-12-04 10:00:00")
+
+
+def test_columns_and_metadata(scored, leads):
+    assert list(scored.columns[:5]) == [LEAD_ID, CREATED_DATE, "probability", "score", "bucket"]
+    for column in ("reasons", "reason_1_feature", "reason_3_shap", "unseen_levels", "unseen_columns",
+                   "model_name", "model_version", "scored_at"):
+        assert column in scored.columns
+    assert scored[LEAD_ID].tolist() == leads[LEAD_ID].tolist()
+    assert (scored["model_version"] == "7").all() and (scored["model_name"] == "lead_scoring").all()
+    assert str(scored["scored_at"].dt.tz) == "UTC"
+    assert (scored["scored_at"] == pd.Timestamp("2021-12-04 10:00:00", tz="UTC")).all()
+
+
+def test_probability_is_the_calibrated_model_output(scored, model, leads):
+    np.testing.assert_allclose(scored["probability"], model.predict_proba(leads), atol=1e-9)
+    assert (scored["score"] == np.rint(100 * scored["probability"])).all()
+    assert scored["score"].between(0, 100).all() and scored["score"].dtype.kind == "i"
+
+
+def test_reasons_agree_with_shap_values(scored, model, leads):
+    shap = model.raw_model.get_feature_importance(
+        Pool(leads[list(model.features)], cat_features=list(model.categorical)), type="ShapValues")[:, :-1]
+    for row in range(len(leads)):
+        top = np.argsort(-np.abs(shap[row]), kind="stable")[:3]
+        expected = [model.features[j] for j in top]
+        got = [scored.at[row, f"reason_{k}_feature"] for k in (1, 2, 3)]
+        assert got == expected
+        for k, j in enumerate(top, start=1):
+            assert scored.at[row, f"reason_{k}_shap"] == pytest.approx(shap[row, j])
+            value = leads.at[row, model.features[j]]
+            assert scored.at[row, f"reason_{k}_value"] == (f"{value:g}" if isinstance(value, float) else value)
+        text = scored.at[row, "reasons"].split("; ")
+        assert [part.split("=")[0] for part in text] == expected
+        assert [part.rsplit("(", 1)[1][0] for part in text] == ["+" if shap[row, j] >= 0 else "-" for j in top]
+
+
+def test_buckets_follow_probability_and_threshold():
+    p = np.array([0.95, 0.8, 0.7, 0.6, 0.55, 0.5, 0.1])
+    assert assign_buckets(p, 0.5, BucketConfig()).tolist() == ["hot", "hot", "warm", "warm", "cold", "cold", "junk"]
+    # a threshold above the warm cut-off: nothing below it is called, and there is no cold
+    assert assign_buckets(p, 0.65, BucketConfig()).tolist() == ["hot", "hot", "warm", "junk", "junk", "junk", "junk"]
+    # above the hot cut-off: whatever passes is hot
+    assert assign_buckets(p, 0.9, BucketConfig()).tolist() == ["hot"] + ["junk"] * 6
+
+
+def test_bucket_order_is_consistent(scored, model):
+    rank = {b: i for i, b in enumerate(BUCKETS)}
+    ordered = scored.sort_values("probability", ascending=False)["bucket"].map(rank)
+    assert ordered.is_monotonic_increasing
+    assert ((scored["bucket"] == "junk") == (scored["probability"] < model.threshold)).all()
+
+
+def test_bucket_config_is_validated():
+    with pytest.raises(ValueError, match="warm <= hot"):
+        BucketConfig(hot=0.5, warm=0.7)
+
+
+def test_unseen_levels_reach_the_scores(model, leads):
+    rows = leads.head(3).copy()
+    rows.loc[0, "source_level"] = "Level12345"
+    scored = score_leads(rows, model, "lead_scoring", "1")
+    assert scored["unseen_levels"].tolist() == [True, False, False]
+    assert scored["unseen_columns"].tolist() == ["source_level", "", ""]
+
+
+def test_no_leads_gives_an_empty_table_with_the_columns(model, leads, scored):
+    empty = score_leads(leads.iloc[:0], model, "lead_scoring", "1")
+    assert empty.empty and list(empty.columns) == list(scored.columns)

@@ -1,0 +1,127 @@
+"""A mixed batch of good and bad files, dropped in the inbox, reconciled row by row.
+
+Every row of every file ends in exactly one of: scored_leads (accepted, one row per lead),
+rejected_leads (with file, row and rule), or quarantine/ (whole file, with a reason). Then a
+new champion is promoted and the rescoring sensor rescores every day in one run.
+"""
+
+import gzip
+import json
+import os
+import time
+from datetime import date
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterInstance, build_sensor_context, instance_for_test, materialize
+
+from lead_assets.core import synth, warehouse
+from lead_assets.definitions import defs
+from lead_assets.defs.freshness import rescore_on_promotion
+from lead_assets.defs.ingest import inbox_sensor
+from lead_assets.defs.resources import LeadHomeResource
+
+PIPELINE = ["raw_leads", "cleaned_leads", "lead_features", "scored_leads"]
+
+
+def run_selection(instance, keys, tags=None):
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=[AssetKey(k) for k in keys], tags=tags)
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A home with 40 days of labelled history and a promoted champion."""
+    root = tmp_path_factory.mktemp("e2e")
+    env = {"LEAD_ASSETS_HOME": str(root / "home")}
+    saved = {k: os.environ.get(k) for k in (*env, "MLFLOW_TRACKING_URI", "DAGSTER_HOME")}
+    os.environ.update(env)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    from lead_assets.core import inbox
+    from lead_assets.core.home import LeadHome
+
+    home = LeadHome.resolve().ensure()
+    with instance_for_test(overrides={"telemetry": {"enabled": False}}) as instance:
+        history = synth.generate_leads("2021-07-01", 40, 150, seed=21, labelled=True)
+        synth.write_daily_files(history, home.inbox.path, prefix="history")
+        for candidate in inbox.list_candidates(home.inbox)[0]:
+            inbox.receive(home, candidate.path, date(2021, 7, 1), date(2026, 11, 24))
+        run_selection(instance, PIPELINE[:3], {"dagster/asset_partition_range_start": "2021-07-01",
+                                               "dagster/asset_partition_range_end": "2021-08-09"})
+        run_selection(instance, ["lead_scoring_model", "champion_model"])
+        yield home, instance
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def drop(home, name, data: bytes):
+    path = home.inbox / name
+    path.write_bytes(data)
+    os.utime(path.path, (time.time() - 10, time.time() - 10))
+
+
+def test_mixed_batch_reconciles_every_row(trained):
+    home, instance = trained
+    good = synth.generate_leads("2021-08-20", 2, 60, seed=5, labelled=False)
+    messy = synth.generate_leads("2021-08-21", 1, 30, seed=6, labelled=False)
+    messy.loc[0, "created_date"] = "31/31/2021"
+    messy.loc[1, "referred_lead"] = 3
+    messy = pd.concat([messy, messy.iloc[[5]]], ignore_index=True)  # duplicate row
+    overlap = pd.concat([good.iloc[:10], synth.generate_leads("2021-08-22", 1, 5, seed=7, labelled=False)])
+    files = {
+        "good.csv": good.to_csv(index=False).encode(),
+        "messy latin ü.csv": messy.to_csv(index=False, sep=";").encode("latin-1"),
+        "overlap.csv.gz": gzip.compress(overlap.to_csv(index=False).encode()),
+        "empty.csv": b"",
+        "garbage.csv": os.urandom(4096),
+        "header_only.csv": (",".join(good.columns) + "\n").encode(),
+    }
+    for name, data in files.items():
+        drop(home, name, data)
+    context = build_sensor_context(instance=instance, resources={"lead_home": LeadHomeResource(settle_seconds=0)})
+    (request,) = inbox_sensor(context).run_requests
+    run_selection(instance, PIPELINE, request.tags)
+
+    ledger = [json.loads(p.read_text()) for p in home.ledger.iterdir()]
+    fate = {e["file"]: e for e in ledger if e["file"] in files}
+    assert {f for f, e in fate.items() if e["status"] == "quarantined"} == {"empty.csv", "garbage.csv",
+                                                                           "header_only.csv"}
+    scored = warehouse.read_partitions(home.warehouse, "scored_leads", ["2021-08-20", "2021-08-21", "2021-08-22"])
+    raw = warehouse.read_partitions(home.warehouse, "raw_leads", ["2021-08-20", "2021-08-21", "2021-08-22"])
+    rejected = pd.concat([warehouse.read_partitions(home.warehouse, "rejected_leads", ["2021-08-21"]),
+                          warehouse.read_partitions(home.warehouse, "rejected_leads/undated",
+                                                    [fate["messy latin ü.csv"]["sha256"]])])
+    assert scored["lead_id"].is_unique and set(scored["lead_id"]) == set(raw["lead_id"])
+    # good: 120 rows, all accepted; overlap: 15 rows, 10 are leads already in good.csv
+    assert len(raw[raw.source_file == "good.csv"]) == 120
+    assert len(raw[raw.source_file == "overlap.csv.gz"]) == 5
+    # messy: 31 rows = 28 accepted + 3 rejected (bad date, bad referral, duplicate row)
+    assert len(raw[raw.source_file == "messy latin ü.csv"]) == 28
+    assert sorted(rejected["rule"]) == ["duplicate_in_file", "not_binary", "unparseable_date"]
+    for name in ("good.csv", "messy latin ü.csv", "overlap.csv.gz"):
+        accepted = len(raw[raw.source_file == name]) + (10 if name == "overlap.csv.gz" else 0)
+        assert fate[name]["rows_read"] == accepted + len(rejected[rejected.source_file == name])
+    assert len(scored) == 120 + 28 + 5
+
+
+def test_promotion_rescores_every_day_in_one_run(trained):
+    home, instance = trained
+    before = warehouse.read_partitions(home.warehouse, "scored_leads")
+    result = run_selection(instance, ["lead_scoring_model", "champion_model"])
+    version = result.output_for_node("champion_model")["version"]
+    event = instance.get_latest_materialization_event(AssetKey("champion_model"))
+    context = build_sensor_context(instance=instance, resources={"lead_home": LeadHomeResource()})
+    requests = rescore_on_promotion.evaluate_tick(context).run_requests
+    (request,) = requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2021-07-01"
+    assert rescore_on_promotion.job_name == "rescore_leads"
+    run_selection(instance, ["scored_leads"], request.tags)
+    after = warehouse.read_partitions(home.warehouse, "scored_leads")
+    assert len(after) == len(before) and set(after["lead_id"]) == set(before["lead_id"])
+    assert set(after["model_version"]) == {str(version)}
+    assert event is not None
