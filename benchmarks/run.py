@@ -26,8 +26,8 @@ from benchmarks.harness import BIN, ROOT, Result, markdown, median_of, progress,
 SIZES = {
     "full": {"score_rows": 1_000_000, "train_rows": 240_000, "backfill_days": 240, "backfill_per_day": 1000,
              "drop_rows": 10_000, "drops": 5, "repeats": 3, "history_days": 120, "history_per_day": 500},
-    "quick": {"score_rows": 5_000, "train_rows": 6_000, "backfill_days": 6, "backfill_per_day": 100,
-              "drop_rows": 500, "drops": 1, "repeats": 1, "history_days": 20, "history_per_day": 150},
+    "quick": {"score_rows": 5_000, "train_rows": 6_000, "backfill_days": 40, "backfill_per_day": 150,
+              "drop_rows": 500, "drops": 1, "repeats": 1, "history_days": 40, "history_per_day": 150},
 }
 
 

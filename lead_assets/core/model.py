@@ -213,11 +213,10 @@ class LeadModel:
 
     def unseen_mask(self, features: pd.DataFrame) -> np.ndarray:
         """(rows, categorical columns) booleans: the row's level never occurred in training."""
-        if not self.categorical:
-            return np.zeros((len(features), 0), dtype=bool)
-        return np.column_stack([
-            ~features[c].isin(self.levels[c]).to_numpy(dtype=bool) for c in self.categorical
-        ]) if len(features) else np.zeros((0, len(self.categorical)), dtype=bool)
+        if not self.categorical or not len(features):
+            return np.zeros((len(features), len(self.categorical)), dtype=bool)
+        frame = self.model_input(features)
+        return np.column_stack([~frame[c].isin(self.levels[c]).to_numpy(dtype=bool) for c in self.categorical])
 
     def unseen_levels(self, features: pd.DataFrame) -> pd.Series:
         """True where a lead carries a categorical level never seen in training."""
@@ -295,7 +294,7 @@ def _until(train_until, dates: pd.Series) -> tuple[pd.Timestamp, bool]:
 
 def time_split(features: pd.DataFrame, config: TrainConfig) -> Split:
     """Labelled rows split by time: training window then holdout; validation blocks at its end."""
-    labelled = features[features[LABEL].notna()]
+    labelled = features[features[LABEL].notna() & features[CREATED_DATE].notna()]
     if labelled.empty:
         raise ValueError("no labelled leads to train on")
     order = np.lexsort((labelled[LEAD_ID].astype(str).to_numpy(), labelled[CREATED_DATE].to_numpy()))
