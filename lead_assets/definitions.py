@@ -21,15 +21,21 @@ EXPERIMENT = "lead_scoring"
 EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
 
 
-def build_definitions() -> Definitions:
-    """Paths and URIs resolve when a run uses them (env vars of the run's process)."""
-    executor = os.environ.get("LEAD_ASSETS_EXECUTOR", "in_process")
-    if executor not in EXECUTORS:
-        raise ValueError(f"LEAD_ASSETS_EXECUTOR={executor!r}: use one of {', '.join(EXECUTORS)}")
+def build_definitions(executor=None) -> Definitions:
+    """Paths and URIs resolve when a run uses them (env vars of the run's process).
+
+    ``executor`` lets a deployment (``deploy/definitions.py``) run the same graph on Celery or
+    Kubernetes; by default one process per run: steps share one import of pandas, CatBoost and
+    Great Expectations (a step process would pay ~4-6 s each) and parallelism comes from
+    concurrent runs.
+    """
+    if executor is None:
+        name = os.environ.get("LEAD_ASSETS_EXECUTOR", "in_process")
+        if name not in EXECUTORS:
+            raise ValueError(f"LEAD_ASSETS_EXECUTOR={name!r}: use one of {', '.join(EXECUTORS)}")
+        executor = EXECUTORS[name]
     return Definitions(
-        # One process per run: steps share one import of pandas, CatBoost and Great Expectations
-        # (a step process would pay ~4-6 s each); parallelism comes from concurrent runs.
-        executor=EXECUTORS[executor],
+        executor=executor,
         assets=[raw_leads, cleaned_leads, lead_features, lead_scoring_model, champion_model, scored_leads,
                 lead_insights],
         asset_checks=[promotion_gate, *all_checks],

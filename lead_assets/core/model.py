@@ -58,7 +58,7 @@ class TrainConfig:
     recall_margin: float = 0.03
     calibration: str = "sigmoid"
     half_life_days: float | None = 30.0
-    iterations: int = 150
+    iterations: int = 120
     learning_rate: float = 0.1
     depth: int = 6
     l2_leaf_reg: float = 3.0

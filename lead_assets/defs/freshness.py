@@ -30,6 +30,7 @@ rescore_job = define_asset_job(
 retrain_job = define_asset_job(
     "retrain_lead_scoring_model",
     selection=AssetSelection.assets("lead_scoring_model", "champion_model"),
+    tags={"lead_assets/stage": "training"},
     description="Train a challenger; it becomes champion only if the promotion gate passes.",
 )
 

@@ -72,6 +72,7 @@ def _targets(config: TrainingConfig) -> dict[str, float]:
     group_name=MODEL_GROUP,
     io_manager_key="json_io_manager",
     required_resource_keys={"mlflow", "model_registry", "lead_home"},
+    pool="lead_training",
     kinds={"catboost", "mlflow"},
     description="CatBoost trained on older labelled leads, judged on the latest ones; a registered version.",
 )
