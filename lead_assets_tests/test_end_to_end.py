@@ -125,3 +125,49 @@ def test_promotion_rescores_every_day_in_one_run(trained):
     assert len(after) == len(before) and set(after["lead_id"]) == set(before["lead_id"])
     assert set(after["model_version"]) == {str(version)}
     assert event is not None
+
+
+def test_leads_command_lists_best_first_with_reasons(trained, capsys):
+    from lead_assets.cli import main
+
+    home, _ = trained
+    assert main(["--home", str(home.root), "leads", "--date", "2021-08-20", "--top", "5", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 5
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert all(r["reasons"].count(";") == 2 and r["model_version"] for r in rows)
+    assert main(["--home", str(home.root), "leads", "--from", "2021-08-20", "--to", "2021-08-22",
+                 "--bucket", "junk", "--top", "500", "--format", "csv"]) == 0
+    junk = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert len(junk) and set(junk["bucket"]) == {"junk"}
+
+
+def test_ingest_log_and_rejected_rows_are_queryable(trained, capsys):
+    from lead_assets.cli import main
+
+    home, _ = trained
+    assert main(["--home", str(home.root), "query", "--format", "json",
+                 "SELECT status, count(*) AS files FROM ingest_log GROUP BY status ORDER BY status"]) == 0
+    statuses = {r["status"]: r["files"] for r in json.loads(capsys.readouterr().out)}
+    assert statuses["accepted"] >= 43 and statuses["quarantined"] == 3
+    assert main(["--home", str(home.root), "query", "--format", "json",
+                 "SELECT rule, source_row FROM rejected_leads ORDER BY source_row"]) == 0
+    assert {r["rule"] for r in json.loads(capsys.readouterr().out)} == {
+        "unparseable_date", "not_binary", "duplicate_in_file"}
+
+
+def test_lead_insights_tables_plots_and_mlflow(trained):
+    import mlflow
+
+    home, instance = trained
+    result = run_selection(instance, ["lead_insights"])
+    summary = result.output_for_node("lead_insights")
+    assert {"conversion_by_source", "conversion_by_city_tier", "conversion_by_bucket", "cumulative_gains"} <= set(
+        summary["tables"])
+    folder = home.warehouse / "lead_insights"
+    assert (folder / "conversion_by_source.png").read_bytes().startswith(b"\x89PNG")
+    by_tier = pd.read_csv((folder / "conversion_by_city_tier.csv").path)
+    assert by_tier["leads"].sum() == 40 * 150  # every labelled lead, by tier
+    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["lead_insights"])
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"

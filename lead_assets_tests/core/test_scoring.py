@@ -18,7 +18,10 @@ def model():
 
 @pytest.fixture(scope="module")
 def leads():
-    return make_features(n=300, start="2021-12-01", days=3, seed=6)
+    """New leads, a third of them repeating another lead's features (scoring shares their SHAP work)."""
+    base = make_features(n=300, start="2021-12-01", days=3, seed=6)
+    repeats = base.sample(100, random_state=1).assign(**{LEAD_ID: [f"repeat-{i}" for i in range(100)]})
+    return pd.concat([base, repeats]).sample(frac=1.0, random_state=2).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,14 @@ def test_reasons_agree_with_shap_values(scored, model, leads):
         text = scored.at[row, "reasons"].split("; ")
         assert [part.split("=")[0] for part in text] == expected
         assert [part.rsplit("(", 1)[1][0] for part in text] == ["+" if shap[row, j] >= 0 else "-" for j in top]
+
+
+def test_repeated_leads_get_the_same_scores_and_reasons(scored, leads, model):
+    columns = list(model.features)
+    repeated = leads.duplicated(subset=columns, keep=False).to_numpy()
+    assert repeated.sum() >= 100
+    per_vector = scored[repeated].groupby(leads.loc[repeated, columns].astype(str).agg("|".join, axis=1))
+    assert (per_vector["probability"].nunique() == 1).all() and (per_vector["reasons"].nunique() == 1).all()
 
 
 def test_buckets_follow_probability_and_threshold():
