@@ -91,8 +91,8 @@ def _client():
 
 
 def _is_missing(error: Exception) -> bool:
-    code = getattr(error, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+    """No such registered model (RESOURCE_DOES_NOT_EXIST) or alias (reported as INVALID_PARAMETER_VALUE)."""
+    return getattr(error, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def _pip_requirements() -> list[str]:

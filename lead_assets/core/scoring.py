@@ -15,8 +15,11 @@ One row per lead, columns in this order:
   seen in training, comma-separated)
 * ``model_name``, ``model_version`` (str), ``scored_at`` (UTC)
 
+SHAP is the cost of scoring, so it runs once per *distinct* feature vector (identical leads have
+identical SHAP values; lead files repeat feature vectors a lot: 41% of the real file's rows and
+about 25% of the synthetic ones are distinct) and the results are broadcast back to every lead.
 The probability is computed from the SHAP values themselves (they sum to the model's log-odds),
-so scoring costs one CatBoost pass (SHAP) rather than two (predict and SHAP).
+so scoring needs no separate predict pass.
 """
 
 from __future__ import annotations
@@ -111,12 +114,20 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
     stamp = _utc(scored_at)
     features = features.reset_index(drop=True)
     n = len(features)
-    shap = shap_values(model, features, thread_count) if n else np.zeros((0, len(model.features) + 1))
-    probability = model.calibrator(shap.sum(axis=1))
-    explained = reasons(model, features, shap) if n else pd.DataFrame(
-        {"reasons": pd.Series(dtype=object),
-         **{f"reason_{k}_{part}": pd.Series(dtype=float if part == "shap" else object)
-            for k in range(1, REASONS + 1) for part in ("feature", "value", "shap")}})
+    if n:
+        model_input = model.model_input(features)
+        group = model_input.groupby(list(model_input.columns), sort=False, dropna=False).ngroup().to_numpy()
+        first = np.unique(group, return_index=True)[1]
+        distinct = features.iloc[first].reset_index(drop=True)
+        shap = shap_values(model, distinct, thread_count)
+        probability = model.calibrator(shap.sum(axis=1))[group]
+        explained = reasons(model, distinct, shap).iloc[group].reset_index(drop=True)
+    else:
+        probability = np.zeros(0)
+        explained = pd.DataFrame(
+            {"reasons": pd.Series(dtype=object),
+             **{f"reason_{k}_{part}": pd.Series(dtype=float if part == "shap" else object)
+                for k in range(1, REASONS + 1) for part in ("feature", "value", "shap")}})
     out = pd.DataFrame({
         LEAD_ID: features[LEAD_ID],
         CREATED_DATE: features[CREATED_DATE],
@@ -124,7 +135,7 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
         "score": np.rint(100 * probability).astype("int64"),
         "bucket": assign_buckets(probability, model.threshold, buckets),
     })
-    out = pd.concat([out, explained.reset_index(drop=True)], axis=1)
+    out = pd.concat([out, explained], axis=1)
     out["unseen_levels"] = model.unseen_levels(features).to_numpy()
     out["unseen_columns"] = model.unseen_columns(features).to_numpy()
     out["model_name"] = model_name
