@@ -97,7 +97,10 @@ model = pickle.load(open({model_path!r}, "rb"))
 raw = pd.read_parquet({raw_path!r})
 out = UPath({out!r})
 started = time.perf_counter()
-features = build_features(clean_leads(raw))
+cleaned = clean_leads(raw)
+del raw  # as in Dagster, where each step holds only its own input and output
+features = build_features(cleaned)
+del cleaned
 scored = score_leads(features, model, model_name="lead_scoring", model_version="1", buckets=BucketConfig())
 days = sorted(features.created_date.dt.strftime("%Y-%m-%d").unique())
 for day, part in warehouse.split_by_day(scored, "created_date", days).items():

@@ -6,6 +6,7 @@ Each rule is its own function so it can be tested against the case study's expec
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from lead_assets.core import schema
@@ -67,7 +68,38 @@ def keep_original_levels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def clean_leads(raw: pd.DataFrame, ref: Reference | None = None) -> pd.DataFrame:
-    """Apply every cleaning rule: the output has no nulls in any model column."""
+    """Apply every cleaning rule: the output has no nulls in any model column.
+
+    The same rules as the step functions above, composed in one pass that builds only the
+    output columns: each step copying the whole 45-column frame peaked at 2.6 GB on 1,000,000
+    leads.
+    """
     ref = ref or schema.reference()
-    steps = keep_original_levels(fill_nulls(raw))
-    return sum_interactions(map_rare_levels(map_city_tier(steps, ref), ref), ref)
+    interactions = set(ref.interaction_columns)
+    replaced = {CITY, LEADS_DROPPED, REFERRED, *schema.LEVEL_COLUMNS}
+    out: dict[str, pd.Series] = {c: raw[c] for c in raw.columns if c not in interactions and c not in replaced}
+    for column in (LEADS_DROPPED, REFERRED):
+        out[column] = raw[column].fillna(0.0)
+    for column in schema.LEVEL_COLUMNS:
+        level = _text(raw[column])
+        out[column] = level.where(level.isin(ref.significant_levels[column]), OTHERS)
+    city = _text(raw[CITY]).str.lower()
+    out[schema.CITY_NAME] = city.fillna(schema.MISSING)
+    for column, original in schema.ORIGINAL_LEVEL_COLUMNS.items():
+        out[original] = _text(raw[column]).fillna(schema.MISSING)
+    out[CITY_TIER] = city.map(ref.city_tiers).fillna(3).astype("int8")
+    present = [c for c in ref.interaction_columns if c in raw.columns]
+    for group in ref.group_columns:
+        members = [c for c in present if ref.interaction_groups[c] == group]
+        total = np.zeros(len(raw), dtype="float64")
+        for member in members:
+            total += raw[member].fillna(0).to_numpy(dtype="float64")
+        out[group] = pd.Series(total.astype("int64"), index=raw.index)
+    return pd.DataFrame(out, index=raw.index)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Stripped text as object dtype, empty strings as missing."""
+    text = values.astype(object).where(values.notna(), None)
+    text = text.str.strip() if len(text) and text.notna().any() else text
+    return text.where(text != "", None)
