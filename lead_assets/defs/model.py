@@ -56,6 +56,10 @@ class TrainingConfig(Config):
     holdout_fraction: float = Field(0.2, description="Latest share of labelled leads held out, by time.")
     train_until: str | None = Field(None, description="Train on leads created up to this date instead.")
     validation_fraction: float = Field(0.2, description="Latest share of the training window for tuning.")
+    validation_blocks: int = Field(3, description="Time blocks of the validation slice, each cross-fitted.")
+    recall_margin: float = Field(0.03, description="Threshold aims at target recall plus this (models age).")
+    calibration: str = Field("sigmoid", description="'sigmoid' (Platt) or 'isotonic'.")
+    half_life_days: float | None = Field(30.0, description="Recency weighting of training leads; None: off.")
     min_auc: float = 0.75
     min_precision: float = 0.65
     min_recall: float = 0.75
@@ -94,8 +98,10 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
             )
         result = train_model(labelled, TrainConfig(
             holdout_fraction=config.holdout_fraction, train_until=config.train_until,
-            validation_fraction=config.validation_fraction, target_precision=config.min_precision,
-            target_recall=config.min_recall,
+            validation_fraction=config.validation_fraction, validation_blocks=config.validation_blocks,
+            target_precision=config.min_precision, target_recall=config.min_recall,
+            recall_margin=config.recall_margin, calibration=config.calibration,
+            half_life_days=config.half_life_days,
         ))
         version = registry.log_training(result, model_name=model_registry.model_name,
                                         tags={"dagster_run_id": context.run_id})
