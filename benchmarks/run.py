@@ -9,7 +9,6 @@ Each section runs in a fresh data home under a temporary folder; timings are med
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal

@@ -13,7 +13,7 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, build_sensor_context, instance_for_test, materialize
+from dagster import AssetKey, build_sensor_context, instance_for_test
 
 from lead_assets.core import synth, warehouse
 from lead_assets.definitions import defs

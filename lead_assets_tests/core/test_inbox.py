@@ -2,11 +2,9 @@
 
 import json
 import os
-import time
 from datetime import date
 
 import pytest
-from upath import UPath
 
 from lead_assets.core import inbox
 from lead_assets_tests.factories import raw_leads
@@ -83,7 +81,7 @@ def test_quarantine_names_cannot_escape(lead_home):
 
 
 def test_a_growing_file_is_not_ready(lead_home):
-    path = _drop(lead_home, "big.csv")
+    _drop(lead_home, "big.csv")
     (candidate,), _ = inbox.list_candidates(lead_home.inbox)
     now = candidate.mtime
     assert not inbox.ready(candidate, None, settle_seconds=2, now=now + 0.5)
