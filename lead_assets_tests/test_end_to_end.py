@@ -171,3 +171,65 @@ def test_lead_insights_tables_plots_and_mlflow(trained):
     mlflow.set_tracking_uri(home.mlflow_tracking_uri)
     runs = mlflow.search_runs(experiment_names=["lead_insights"])
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+
+
+def _training(instance):
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(instance=instance, raise_on_error=False,
+                                  asset_selection=[AssetKey("lead_scoring_model"), AssetKey("champion_model")])
+
+
+def _lead_scoring_runs(home):
+    import mlflow
+
+    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
+    return mlflow.search_runs(experiment_names=["lead_scoring"], order_by=["start_time DESC"])
+
+
+def test_every_training_materialization_is_one_finished_mlflow_run(trained):
+    home, instance = trained
+    materializations = instance.fetch_materializations(AssetKey("lead_scoring_model"), limit=100).records
+    runs = _lead_scoring_runs(home)
+    assert len(runs) == len(materializations) >= 1
+    assert set(runs["status"]) == {"FINISHED"}
+    assert set(runs["tags.dagster_run_id"]) == {r.run_id for r in materializations}
+
+
+def test_failed_training_ends_its_mlflow_run_failed(trained, monkeypatch):
+    from lead_assets.core import model
+
+    home, instance = trained
+
+    def broken(features, config=None):
+        raise RuntimeError("disk full while training")
+    monkeypatch.setattr(model, "train_model", broken)
+    before = len(_lead_scoring_runs(home))
+    assert not _training(instance).success
+    runs = _lead_scoring_runs(home)
+    assert len(runs) == before + 1 and runs.iloc[0]["status"] == "FAILED"
+
+
+def test_a_weak_model_is_not_promoted(trained, monkeypatch):
+    from lead_assets.core import model, registry
+
+    home, instance = trained
+    registry_uri = home.mlflow_tracking_uri
+    import mlflow
+
+    mlflow.set_tracking_uri(registry_uri)
+    champion = registry.champion_version("lead_scoring")
+    original = model.train_model
+
+    def on_shuffled_labels(features, config=None):
+        labels = features["app_complete_flag"].sample(frac=1.0, random_state=0).to_numpy()
+        return original(features.assign(app_complete_flag=labels), config)
+    monkeypatch.setattr(model, "train_model", on_shuffled_labels)
+    result = _training(instance)
+    assert not result.success
+    (evaluation,) = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert evaluation.check_name == "promotion_gate" and not evaluation.passed
+    assert not any(e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == AssetKey("champion_model")
+                   for e in result.all_events)
+    mlflow.set_tracking_uri(registry_uri)
+    assert registry.champion_version("lead_scoring") == champion
+    assert _lead_scoring_runs(home).iloc[0]["status"] == "FINISHED"  # the weak run itself completed
