@@ -89,15 +89,10 @@ def connect(home):
     con = duckdb.connect()
     available = []
     for view in VIEWS[:5]:
-        folder = home.warehouse / view
-        files = list(folder.glob("*.parquet")) if folder.exists() else []
-        if view == "rejected_leads" and (folder / "undated").exists():
-            files += list((folder / "undated").glob("*.parquet"))
-        if files:
-            paths = ", ".join(f"'{f}'" for f in files) if view == "rejected_leads" else f"'{folder}/*.parquet'"
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{paths}], union_by_name=true)"
-                        if view == "rejected_leads" else
-                        f"CREATE VIEW {view} AS SELECT * FROM read_parquet({paths}, union_by_name=true)")
+        folders = [home.warehouse / view] + ([home.warehouse / view / "undated"] if view == "rejected_leads" else [])
+        globs = [f"'{f}/*.parquet'" for f in folders if f.exists() and any(f.glob("*.parquet"))]
+        if globs:
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{', '.join(globs)}], union_by_name=true)")
             available.append(view)
     if home.ledger.exists() and any(home.ledger.glob("*.json")):
         con.execute(f"CREATE VIEW ingest_log AS SELECT * FROM read_json_auto('{home.ledger}/*.json', union_by_name=true)")

@@ -84,8 +84,10 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
     fresh = generate_leads(first_new, new_days, leads_per_day, seed=seed + 1, labelled=False)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     fresh = fresh[fresh["created_date"] <= now]  # today's leads so far: none from the future
-    write_daily_files(history, home.inbox.path if is_local(home.inbox) else home.inbox, prefix="history")
-    write_daily_files(fresh, home.inbox.path if is_local(home.inbox) else home.inbox, prefix="new")
+    if not is_local(home.inbox):
+        raise ValueError(f"the demo writes its files to a local inbox; {home.inbox} is not local")
+    write_daily_files(history, home.inbox.path, prefix="history")
+    write_daily_files(fresh, home.inbox.path, prefix="new")
 
     step("landing inbox files (what the inbox sensor does on every tick)")
     candidates, _ = inbox.list_candidates(home.inbox)

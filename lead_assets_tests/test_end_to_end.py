@@ -233,3 +233,18 @@ def test_a_weak_model_is_not_promoted(trained, monkeypatch):
     mlflow.set_tracking_uri(registry_uri)
     assert registry.champion_version("lead_scoring") == champion
     assert _lead_scoring_runs(home).iloc[0]["status"] == "FINISHED"  # the weak run itself completed
+
+
+def test_drift_check_compares_each_day_with_its_models_holdout(trained):
+    from lead_assets.defs.checks.drift import profile_path
+
+    home, instance = trained
+    result = run_selection(instance, ["scored_leads"], {"dagster/asset_partition_range_start": "2021-07-01",
+                                                        "dagster/asset_partition_range_end": "2021-07-03"})
+    drift = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+             and e.event_specific_data.check_name == "scored_leads_drift"]
+    assert [d.partition for d in drift] == ["2021-07-01", "2021-07-02", "2021-07-03"]
+    version = drift[0].metadata["model_version"].value
+    assert profile_path(home, version).exists()
+    comparison = drift[0].metadata["comparison"].value
+    assert "score_psi" in comparison and "predicted_positive_ratio" in comparison
