@@ -43,7 +43,8 @@ import time, pickle, pandas as pd
 from lead_assets.core import synth
 from lead_assets.core.clean import clean_leads
 from lead_assets.core.features import build_features
-from lead_assets.core.model import TrainConfig, train_model
+from lead_assets.core.model import TrainConfig
+from lead_assets.core.training import train_model
 days = {days}
 raw = synth.generate_leads("2021-07-01", days, {per_day}, seed=11, labelled=True)
 raw = raw.assign(lead_id=[f"t{{i}}" for i in range(len(raw))], created_date=pd.to_datetime(raw.created_date))
@@ -57,9 +58,8 @@ RESULT = {{"seconds": seconds, "rows": len(features), "auc": float(result.metric
 
 
 def bench_training(size: dict, work: Path) -> tuple[list[Result], Path]:
-    per_day = 1000
-    days = max(1, size["train_rows"] // per_day) if size["train_rows"] >= per_day else 1
-    per_day = size["train_rows"] // days
+    days = 120  # four months: the monthly backtests that judge a model need at least two
+    per_day = max(1, size["train_rows"] // days)
     model_path = work / "model.pkl"
     progress(f"training on {days * per_day:,} synthetic labelled leads")
     runs = [run_python(TRAIN.format(days=days, per_day=per_day, model_path=str(model_path)))

@@ -151,7 +151,7 @@ def cmd_leads(args) -> int:
     if args.bucket:
         where.append(f"bucket = '{args.bucket}'")
     sql = (
-        "SELECT lead_id, created_date, score, bucket, reasons, unseen_levels, model_version "
+        "SELECT lead_id, created_date, score, bucket, cutoff, cutoff_rule, reasons, unseen_levels, model_version "
         "FROM scored_leads" + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY probability DESC, lead_id LIMIT {args.top}"
     )

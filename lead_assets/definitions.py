@@ -7,7 +7,13 @@ from dagster import Definitions, in_process_executor, multiprocess_executor
 from lead_assets.defs.checks import all_checks
 from lead_assets.defs.cleaning import cleaned_leads
 from lead_assets.defs.features import lead_features
-from lead_assets.defs.freshness import rescore_job, rescore_on_promotion, retrain_job, retrain_schedule
+from lead_assets.defs.freshness import (
+    champion_promotion,
+    rescore_job,
+    rescore_on_champion_change,
+    retrain_job,
+    retrain_schedule,
+)
 from lead_assets.defs.ingest import inbox_sensor, raw_leads
 from lead_assets.defs.insights import lead_insights
 from lead_assets.defs.model import ModelRegistry, champion_model, lead_scoring_model, promotion_gate
@@ -39,7 +45,7 @@ def build_definitions(executor=None) -> Definitions:
         assets=[raw_leads, cleaned_leads, lead_features, lead_scoring_model, champion_model, scored_leads,
                 lead_insights],
         asset_checks=[promotion_gate, *all_checks],
-        sensors=[inbox_sensor, rescore_on_promotion],
+        sensors=[inbox_sensor, rescore_on_champion_change, champion_promotion],
         schedules=[retrain_schedule],
         jobs=[retrain_job, rescore_job],
         resources={

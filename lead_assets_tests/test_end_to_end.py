@@ -17,7 +17,8 @@ from dagster import AssetKey, build_sensor_context, instance_for_test
 
 from lead_assets.core import synth, warehouse
 from lead_assets.definitions import defs
-from lead_assets.defs.freshness import rescore_on_promotion
+from lead_assets.defs.freshness import rescore_on_champion_change
+from lead_assets.defs.model import ModelRegistry
 from lead_assets.defs.ingest import inbox_sensor
 from lead_assets.defs.resources import LeadHomeResource
 
@@ -109,22 +110,41 @@ def test_mixed_batch_reconciles_every_row(trained):
     assert len(scored) == 120 + 28 + 5
 
 
-def test_promotion_rescores_every_day_in_one_run(trained):
+def _rescore_requests(instance, cursor=None):
+    context = build_sensor_context(instance=instance, cursor=cursor,
+                                   resources={"lead_home": LeadHomeResource(), "model_registry": ModelRegistry()})
+    result = rescore_on_champion_change.evaluate_tick(context)
+    return result.run_requests, result.cursor
+
+
+def test_promotion_and_rollback_rescore_every_day_in_one_run(trained):
+    from lead_assets.cli import main
+
     home, instance = trained
     before = warehouse.read_partitions(home.warehouse, "scored_leads")
+    old = ModelRegistry().champion_version()
+    first = run_selection(instance, ["lead_scoring_model"]).output_for_node("lead_scoring_model")["version"]
+    _, cursor = _rescore_requests(instance)  # the sensor has seen the current champion
+    assert _rescore_requests(instance, cursor)[0] == []
     result = run_selection(instance, ["lead_scoring_model", "champion_model"])
     version = result.output_for_node("champion_model")["version"]
-    event = instance.get_latest_materialization_event(AssetKey("champion_model"))
-    context = build_sensor_context(instance=instance, resources={"lead_home": LeadHomeResource()})
-    requests = rescore_on_promotion.evaluate_tick(context).run_requests
-    (request,) = requests
+    assert int(version) > int(first)
+    (request,), cursor = _rescore_requests(instance, cursor)
     assert request.tags["dagster/asset_partition_range_start"] == "2021-07-01"
-    assert rescore_on_promotion.job_name == "rescore_leads"
+    assert rescore_on_champion_change.job_name == "rescore_leads"
     run_selection(instance, ["scored_leads"], request.tags)
     after = warehouse.read_partitions(home.warehouse, "scored_leads")
     assert len(after) == len(before) and set(after["lead_id"]) == set(before["lead_id"])
     assert set(after["model_version"]) == {str(version)}
-    assert event is not None
+
+    assert main(["--home", str(home.root), "model", "rollback"]) == 0
+    (request,), cursor = _rescore_requests(instance, cursor)
+    assert request.tags["lead_assets/reason"] == f"champion is now version {old}"
+    assert request.run_key.startswith("rescore-3-")  # a new change, not a repeat of version {old}'s first
+    run_selection(instance, ["scored_leads"], request.tags)
+    restored = warehouse.read_partitions(home.warehouse, "scored_leads")
+    assert set(restored["model_version"]) == {str(old)} and len(restored) == len(before)
+    assert _rescore_requests(instance, cursor)[0] == []
 
 
 def test_leads_command_lists_best_first_with_reasons(trained, capsys):
@@ -136,6 +156,7 @@ def test_leads_command_lists_best_first_with_reasons(trained, capsys):
     assert len(rows) == 5
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert all(r["reasons"].count(";") == 2 and r["model_version"] for r in rows)
+    assert all(r["cutoff_rule"] for r in rows)
     assert main(["--home", str(home.root), "leads", "--from", "2021-08-20", "--to", "2021-08-22",
                  "--bucket", "junk", "--top", "500", "--format", "csv"]) == 0
     junk = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
@@ -196,13 +217,13 @@ def test_every_training_materialization_is_one_finished_mlflow_run(trained):
 
 
 def test_failed_training_ends_its_mlflow_run_failed(trained, monkeypatch):
-    from lead_assets.core import model
+    from lead_assets.core import training
 
     home, instance = trained
 
     def broken(features, config=None):
         raise RuntimeError("disk full while training")
-    monkeypatch.setattr(model, "train_model", broken)
+    monkeypatch.setattr(training, "train_model", broken)
     before = len(_lead_scoring_runs(home))
     assert not _training(instance).success
     runs = _lead_scoring_runs(home)
@@ -210,7 +231,7 @@ def test_failed_training_ends_its_mlflow_run_failed(trained, monkeypatch):
 
 
 def test_a_weak_model_is_not_promoted(trained, monkeypatch):
-    from lead_assets.core import model, registry
+    from lead_assets.core import registry, training
 
     home, instance = trained
     registry_uri = home.mlflow_tracking_uri
@@ -218,12 +239,12 @@ def test_a_weak_model_is_not_promoted(trained, monkeypatch):
 
     mlflow.set_tracking_uri(registry_uri)
     champion = registry.champion_version("lead_scoring")
-    original = model.train_model
+    original = training.train_model
 
     def on_shuffled_labels(features, config=None):
         labels = features["app_complete_flag"].sample(frac=1.0, random_state=0).to_numpy()
         return original(features.assign(app_complete_flag=labels), config)
-    monkeypatch.setattr(model, "train_model", on_shuffled_labels)
+    monkeypatch.setattr(training, "train_model", on_shuffled_labels)
     result = _training(instance)
     assert not result.success
     (evaluation,) = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]

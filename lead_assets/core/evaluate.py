@@ -3,8 +3,10 @@
 The file is read as-is (no de-duplication, no rejection of rows the inbox would quarantine, each
 lead keyed by its row position), cleaned and featurised like production, and trained with the
 time split: everything after ``train_until`` (default: the latest 20% of leads by time) is the
-test and is touched only to report the numbers. Threshold and calibration come from the
-validation slice inside the training window.
+test and is touched only to report the numbers, month by month and pooled, with the junk
+cut-off applied as in production (each test day's trailing window). Threshold, calibration and
+flagged share come from the validation slice inside the training window; the monthly backtests
+that the promotion gate would judge run inside the training window too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from lead_assets.core.evaluation import DEFAULT_TARGETS, gate
 from lead_assets.core.features import build_features
 from lead_assets.core.home import as_path
 from lead_assets.core.ingest import detect_format, read_raw_strings
-from lead_assets.core.model import TrainConfig, train_model
+from lead_assets.core.backtest import judged_metrics, month_of
+from lead_assets.core.model import TrainConfig
+from lead_assets.core.training import train_model
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
 
 
@@ -46,6 +50,8 @@ def evaluate_csv(path, train_until: str | None = None, config: TrainConfig | Non
     config = config or TrainConfig()
     if train_until is not None:
         config = replace(config, train_until=train_until)
+    elif config.train_until is None and config.holdout_fraction == 0:
+        config = replace(config, holdout_fraction=0.2)  # an evaluation always has a test
     raw = read_labelled_csv(path)
     features = build_features(clean_leads(raw))
     result = train_model(features, config)
@@ -84,5 +90,23 @@ def evaluate_csv(path, train_until: str | None = None, config: TrainConfig | Non
         "targets_missed": "; ".join(verdict.reasons),
         "iterations": int(m["iterations"]),
         "train_seconds": m["train_seconds"],
+        "flag_share": m["flag_share"],
+        "cutoff_rule": config.cutoff,
+        "test_months": _test_months(result.holdout, config),
+        "backtest_pooled": {k: result.backtest.pooled.get(k) for k in ("auc", "precision", "recall", "ece", "n")},
+        "backtest_months": result.backtest.months,
     }
     return report
+
+
+def _test_months(judged: pd.DataFrame, config: TrainConfig) -> list[dict]:
+    """The test leads month by month, each at its own cut-off."""
+    rows = []
+    months = month_of(judged[CREATED_DATE])
+    for month in sorted(months.unique()):
+        part = judged[(months == month).to_numpy()]
+        m = judged_metrics(part, config.ece_bins)
+        rows.append({"month": month, "leads": int(m["n"]), "positive_rate": m["positive_rate"], "auc": m["auc"],
+                     "precision": m["precision"], "recall": m["recall"], "ece": m["ece"],
+                     "mean_probability": m["mean_probability"]})
+    return rows

@@ -1,7 +1,7 @@
-"""How good is a lead model: holdout metrics, segment AUCs, lift, the promotion gate, the model card.
+"""How good is a lead model: metrics, segment AUCs, lift and the promotion gate.
 
-Everything takes labels and calibrated probabilities (or a model and a feature table), so the
-candidate and the champion are judged by the same code on the same holdout.
+Everything takes labels, calibrated probabilities and cut-offs, so the candidate and the
+champion are judged by the same code on the same leads.
 
 Calibration error (ECE) uses 10 equal-width probability bins: bin k holds probabilities in
 [k/10, (k+1)/10), the last bin includes 1.0; ECE = sum over non-empty bins of
@@ -11,16 +11,13 @@ Calibration error (ECE) uses 10 equal-width probability bins: bin k holds probab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lead_assets.core import schema
 from lead_assets.core.schema import CITY_TIER, LABEL
-
-if TYPE_CHECKING:
-    from lead_assets.core.model import LeadModel, TrainConfig
 
 TOP_FRACTIONS: tuple[float, ...] = (0.1, 0.2, 0.3)
 DEFAULT_TARGETS: dict[str, float] = {"auc": 0.75, "precision": 0.65, "recall": 0.75}
@@ -65,12 +62,13 @@ def _top(y: np.ndarray, p: np.ndarray, fraction: float) -> np.ndarray:
     return y[order[: int(np.ceil(fraction * len(y)))]]
 
 
-def classification_metrics(y_true, proba, threshold: float, bins: int = 10) -> dict[str, float]:
-    """AUC, precision/recall/F1 and confusion matrix at ``threshold`` (p >= t is positive),
-    Brier, ECE, and precision and lift among the top 10/20/30% of leads by probability."""
+def classification_metrics(y_true, proba, threshold, bins: int = 10) -> dict[str, float]:
+    """AUC, precision/recall/F1 and confusion matrix at ``threshold`` (p >= t is positive; one
+    value, or one cut-off per lead), Brier, ECE, and precision and lift among the top 10/20/30%."""
     y = np.asarray(y_true, dtype=float)
     p = np.asarray(proba, dtype=float)
-    flagged = p >= threshold
+    cut = np.asarray(threshold, dtype=float)
+    flagged = p >= cut
     tp = float((flagged & (y == 1)).sum())
     fp = float((flagged & (y == 0)).sum())
     fn = float((~flagged & (y == 1)).sum())
@@ -82,7 +80,8 @@ def classification_metrics(y_true, proba, threshold: float, bins: int = 10) -> d
     metrics = {
         "auc": roc_auc(y, p), "precision": precision, "recall": recall, "f1": f1,
         "brier": float(np.mean((p - y) ** 2)) if len(y) else float("nan"),
-        "ece": expected_calibration_error(y, p, bins), "threshold": float(threshold),
+        "ece": expected_calibration_error(y, p, bins),
+        "threshold": float(np.mean(cut)) if cut.size else float("nan"),
         "tp": tp, "fp": fp, "fn": fn, "tn": tn, "n": float(len(y)),
         "positive_rate": base, "flagged_rate": float(flagged.mean()) if len(y) else float("nan"),
         "mean_probability": float(p.mean()) if len(y) else float("nan"),
@@ -151,14 +150,6 @@ def segment_table(frame: pd.DataFrame, proba, min_rows: int = 30) -> pd.DataFram
                                        "mean_probability", "auc", "status"])
 
 
-def evaluate_model(model: LeadModel, holdout_features: pd.DataFrame, bins: int = 10) -> dict[str, float]:
-    """A model's metrics at its own threshold on labelled leads (e.g. the champion on a candidate's holdout)."""
-    labelled = holdout_features[holdout_features[LABEL].notna()]
-    metrics = classification_metrics(labelled[LABEL].astype(int).to_numpy(), model.predict_proba(labelled),
-                                     model.threshold, bins)
-    return {k: float(v) for k, v in metrics.items()}
-
-
 @dataclass
 class GateResult:
     passed: bool
@@ -167,9 +158,16 @@ class GateResult:
 
 
 def gate(candidate: dict[str, Any], champion: dict[str, Any] | None = None,
-         targets: dict[str, float] | None = None, margin: float = 0.02) -> GateResult:
-    """Holdout AUC, precision and recall at least the targets, and AUC not below the champion's
-    (on the same holdout) by more than ``margin``. A missing or NaN metric fails its check."""
+         targets: dict[str, float] | None = None, margin: float = 0.02,
+         months: list[dict[str, Any]] | None = None, tolerance: float = 0.05) -> GateResult:
+    """Pooled AUC, precision and recall at least the targets; every backtest month within
+    ``tolerance`` of them; and, where the champion is judged on the same leads, AUC not below
+    the champion's by more than ``margin``. A missing or NaN metric fails its check.
+
+    ``champion``: ``{"auc": champion AUC, "challenger_auc": candidate AUC on the same leads,
+    "leads": n, "window": text}``, or the champion's metrics alone (compared with the
+    candidate's pooled AUC).
+    """
     targets = {**DEFAULT_TARGETS, **(targets or {})}
     rows, reasons = [], []
 
@@ -181,86 +179,17 @@ def gate(candidate: dict[str, Any], champion: dict[str, Any] | None = None,
             reasons.append(f"{what} {value:.3f} is below {required:.3f}")
 
     for metric, required in targets.items():
-        check(metric, candidate.get(metric), required, f"holdout {metric}")
+        check(metric, candidate.get(metric), required, metric)
+    for month in months or []:
+        for metric, required in targets.items():
+            check(f"{metric} {month['month']}", month.get(metric), required - tolerance,
+                  f"{metric} in {month['month']} (target {required:.2f} less tolerance {tolerance:.2f})")
     if champion is not None:
         champion_auc = float(champion.get("auc", float("nan")))
         if np.isfinite(champion_auc):
-            check("auc_vs_champion", candidate.get("auc"), champion_auc - margin,
-                  f"holdout auc (champion {champion_auc:.3f} on the same holdout, margin {margin:.2f})")
+            mine = champion.get("challenger_auc", candidate.get("auc"))
+            where = f" on {int(champion['leads'])} leads {champion.get('window', '')}".rstrip() \
+                if champion.get("leads") else ""
+            check("auc_vs_champion", mine, champion_auc - margin,
+                  f"auc (champion {champion_auc:.3f}{where}, margin {margin:.2f})")
     return GateResult(not reasons, reasons, pd.DataFrame(rows, columns=["check", "value", "required", "passed"]))
-
-
-def _fmt(value) -> str:
-    return f"{value:.3f}" if isinstance(value, float) and np.isfinite(value) else str(value)
-
-
-def model_card(*, metrics: dict[str, float], windows: dict[str, tuple[str, str]], segments: pd.DataFrame,
-               lift: pd.DataFrame, threshold_reason: str, meets_targets: bool, config: TrainConfig,
-               iterations: int) -> str:
-    """The model card: intended use, data windows, metrics, threshold, calibration, segments, limits."""
-    def window(name: str) -> str:
-        first, last = windows[name]
-        return f"{first} .. {last}"
-
-    headline = ["auc", "precision", "recall", "f1", "brier", "ece", "threshold", "positive_rate_test",
-                "precision_top_10pct", "lift_top_10pct", "precision_top_20pct", "lift_top_20pct",
-                "precision_top_30pct", "lift_top_30pct", "tp", "fp", "fn", "tn"]
-    table = pd.DataFrame({"metric": headline, "holdout": [_fmt(metrics.get(k, float("nan"))) for k in headline]})
-    shown = segments.assign(auc=segments["auc"].map(lambda v: _fmt(v) if np.isfinite(v) else "n/a"),
-                            positive_rate=segments["positive_rate"].map(_fmt),
-                            mean_probability=segments["mean_probability"].map(_fmt))
-    lift_shown = lift[["group", "leads", "positives", "positive_rate", "lift", "cumulative_share_of_positives",
-                       "min_probability"]].round(3)
-    flag = "" if meets_targets else "\n**The threshold does not meet the targets on validation.** "
-    return f"""# Lead scoring model card
-
-## Intended use
-Ranks CodePro web leads by the calibrated probability that the lead completes an application
-(`app_complete_flag`), so sales can call the best leads first and skip junk. Scores support call
-priority only; they are not a judgement about a person, and they describe leads like the training
-window's (same channels, cities and platforms).
-
-## Data
-| slice | created_date window | leads |
-| --- | --- | --- |
-| training window | {window("train")} | {int(metrics["n_train"])} |
-| fit (early-stopping model) | {window("fit")} | {int(metrics["n_fit"])} |
-| validation (tuning only) | {window("validation")} | {int(metrics["n_validation"])} |
-| holdout (judging only) | {window("holdout")} | {int(metrics["n_test"])} |
-
-Positive rate: training {_fmt(metrics["positive_rate_train"])}, holdout {_fmt(metrics["positive_rate_test"])}.
-
-## Model
-CatBoost ({iterations} trees chosen by early stopping on validation, depth {config.depth}, learning rate
-{config.learning_rate}), native categorical features `{", ".join(schema.CATEGORICAL_FEATURES)}`; recent
-leads weigh more (half-life {config.half_life_days} days). Refit on the whole training window; the
-calibrator and threshold come from cross-fitted validation predictions ({config.validation_blocks} blocks,
-each scored by a model trained on everything before it).
-
-## Holdout metrics
-{table.to_markdown(index=False)}
-
-## Decision threshold
-{_fmt(metrics["threshold"])} on the calibrated probability: {threshold_reason}.{flag}
-Validation at this threshold: precision {_fmt(metrics["validation_precision"])}, recall
-{_fmt(metrics["validation_recall"])}. Leads below it are `junk`.
-
-## Calibration
-{config.calibration} calibration fitted on validation. Validation ECE {_fmt(metrics["validation_ece_uncalibrated"])}
-before and {_fmt(metrics["validation_ece"])} after; holdout Brier {_fmt(metrics["brier"])}, ECE {_fmt(metrics["ece"])}
-(10 equal-width bins, weighted by rows).
-
-## Segments (holdout; case-study mapping: rare levels are `others`)
-{shown.to_markdown(index=False)}
-
-## Lift (holdout, 10 equal groups by probability)
-{lift_shown.to_markdown(index=False)}
-
-## Limitations
-- Lead behaviour drifts month to month; the threshold is chosen on the latest training weeks and its
-  precision/recall on later months can move by several points. Retrain and re-check regularly.
-- This version did not learn from the holdout months (they judge it).
-- Levels never seen in training are scored with CatBoost's prior and flagged (`unseen_levels`);
-  {_fmt(metrics["unseen_share_test"])} of holdout leads had one.
-- Reasons (SHAP values) explain the model, not what causes a lead to convert.
-"""

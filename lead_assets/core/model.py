@@ -1,69 +1,79 @@
-"""Training: a time split, a cross-fitted validation slice, a calibrated and thresholded CatBoost.
+"""Training: a recipe judged on monthly backtests, then refit on every labelled lead.
 
-The split is by ``created_date`` only, never shuffled::
+The recipe (:func:`fit_recipe`) turns a window of labelled leads, oldest first, into a scoring
+model::
 
-    | fit ..................... | validation: block 1 | block 2 | block 3 | holdout ..... |
-    |<------------------------ training window ------------------------>|<- judged on ->|
+    | fit ........................ | validation: block 1 | block 2 | block 3 |
+    |<----------------- the window the recipe is given ------------------->|
 
-* holdout: rows after ``train_until`` (that whole day is training), or the latest
-  ``holdout_fraction`` of rows. Scored once, by the final model; never used for any choice.
-* validation: the latest ``validation_fraction`` of the training window. Early stopping, the
-  calibrator and the decision threshold are fitted on it and on nothing else.
+* validation: the latest ``validation_fraction`` of the window. Early stopping, the calibrator,
+  the fallback probability threshold and the flagged share of the junk cut-off
+  (:mod:`lead_assets.core.cutoff`) are chosen on it and on nothing else.
+* each validation block is predicted by a model with the final settings trained on *every* row
+  before that block (block 1 by the early-stopping model), so every validation prediction is
+  out-of-time, like the final model's relationship with new leads;
+* the final model is then refit on the whole window (the largest single gain measured on the
+  real file: models age within weeks).
 
-The scheme, and why. Leads drift month to month, so the final model is refit on the whole
-training window (on backtests ending before the test months this gained 0.01-0.03 holdout AUC
-over the model that never saw the validation slice). But a calibrator and threshold fitted on
-predictions of that smaller, older model do not describe the refit: it is fresher and more
-confident. So each validation block is predicted by a model with the final settings trained on
-*every* row before that block (block 1 by the early-stopping model): every validation prediction
-is out-of-time and comes from a model trained up to just before the leads it scores, which is
-the relationship the final model has with new leads. The calibrator and the threshold are fitted
-on these pooled predictions and applied to the final model unchanged; the remaining mismatch is
-that the final model also saw the last block (about 7% more rows with the defaults).
+How a recipe is judged (:func:`train_model`): by default on rolling-origin monthly backtests
+(:mod:`lead_assets.core.backtest`): each of the latest ``backtest_months`` months is scored by the
+recipe trained only on the months before it, with the same cut-off rule, and the registered
+model is refit on all labelled history. With ``train_until`` (or ``holdout_fraction`` > 0) the
+leads after the cut are a holdout instead, scored once by the final model (``lead-assets
+evaluate``); the backtests then run inside the training window.
 
-Measured on 12 backtests before 2022 (6 cut-offs, 2021-09-15 .. 2021-11-30, two seeds each), the
-holdout recall at the validation-chosen threshold spread with a standard deviation of 0.087
-without cross-fitting and 0.042 with three blocks, and came out about 0.03 below the validation
-recall (a model ages over the weeks after its training window): ``recall_margin`` adds that
-back when choosing the threshold. Recent leads weigh more in every fit (``half_life_days``:
-level effects drift; +0.005 AUC on those backtests). Calendar features of ``created_date`` (hour,
-day of week) did not help on validation, so the model reads only ``schema.feature_columns()``;
-the label, ``lead_id`` and ``created_date`` are never features.
+Settings were chosen on backtests ending 2021-10-31 of the real file (months before every test
+window reported in BENCHMARKS.md): CatBoost with ``has_time`` (ordered target statistics follow
+the leads' time order instead of a random permutation: level effects drift), recent leads
+weigh more (``half_life_days``), Platt calibration on the pooled cross-fitted predictions.
+Calendar features, frequency encodings and level combinations did not help on validation, so
+the model reads only ``schema.feature_columns()``; the label, ``lead_id`` and ``created_date``
+are never features.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lead_assets.core import evaluation, schema
+from lead_assets.core import schema
+from lead_assets.core.cutoff import DEFAULT_MIN_LEADS, DEFAULT_WINDOW_DAYS, CutoffRule, flag_share_for_recall
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
 
 PROBABILITY = "probability"
+CUTOFF_RULES = ("trailing_share", "threshold")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a model is trained and judged. Model settings were chosen on backtests before 2022."""
+    """How a model is trained and judged. Model settings were chosen on backtests (see the module doc)."""
 
-    holdout_fraction: float = 0.2
-    train_until: str | date | datetime | None = None
+    holdout_fraction: float = 0.0  # 0: judge on monthly backtests, refit on every labelled lead
+    train_until: str | date | datetime | None = None  # judge on the leads after this instead
     validation_fraction: float = 0.2
     validation_blocks: int = 3  # cross-fitted blocks of the validation slice
+    target_auc: float = 0.75
     target_precision: float = 0.65
     target_recall: float = 0.75
-    recall_margin: float = 0.03  # the threshold is chosen for recall >= target + margin
+    recall_margin: float = 0.05  # the cut-off aims at target recall plus this (models age)
+    cutoff: str = "trailing_share"  # or "threshold": a fixed probability threshold
+    cutoff_window_days: int = DEFAULT_WINDOW_DAYS
+    min_cutoff_leads: int = DEFAULT_MIN_LEADS
     calibration: str = "sigmoid"  # or "isotonic", "none"
     half_life_days: float | None = 30.0  # sample weight halves every this many days of age
+    has_time: bool = True  # CatBoost's ordered statistics follow created_date
+    seeds: int = 1  # models averaged into one (catboost.sum_models)
+    backtest_months: int = 3  # latest labelled months, each scored by a model trained before it
+    min_backtest_leads: int = 100  # a month with fewer labelled leads is not a backtest fold
+    month_tolerance: float = 0.05  # how far one backtest month may miss a target
     iterations: int = 120  # upper bound (keeps 240k leads well under a minute); early stopping picks
     learning_rate: float = 0.1
     depth: int = 6
-    l2_leaf_reg: float = 3.0
+    l2_leaf_reg: float = 10.0
     max_ctr_complexity: int = 2
     early_stopping_rounds: int = 50
     min_iterations: int = 50
@@ -71,6 +81,20 @@ class TrainConfig:
     random_seed: int = 0
     ece_bins: int = 10
     min_segment_rows: int = 30
+
+    def __post_init__(self):
+        if self.cutoff not in CUTOFF_RULES:
+            raise ValueError(f"unknown cutoff {self.cutoff!r}: use {' or '.join(map(repr, CUTOFF_RULES))}")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction must be in [0, 1), not {self.holdout_fraction}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be between 0 and 1, not {self.validation_fraction}")
+        if self.seeds < 1 or self.backtest_months < 0:
+            raise ValueError("seeds must be at least 1 and backtest_months at least 0")
+
+    @property
+    def targets(self) -> dict[str, float]:
+        return {"auc": self.target_auc, "precision": self.target_precision, "recall": self.target_recall}
 
 
 @dataclass(frozen=True)
@@ -180,6 +204,12 @@ class LeadModel:
     levels: dict[str, frozenset[str]]
     train_window: tuple[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
+    cutoff: CutoffRule | None = None  # None in versions trained before the trailing-share rule
+
+    @property
+    def cutoff_rule(self) -> CutoffRule:
+        """The junk cut-off rule; a fixed threshold for models that predate the rule."""
+        return self.cutoff or CutoffRule(flag_share=None, threshold=self.threshold)
 
     @property
     def raw_model(self):
@@ -237,43 +267,17 @@ class LeadModel:
         return pd.Series(names[codes], index=features.index, name="unseen_columns")
 
 
-@dataclass
-class TrainResult:
-    """A trained bundle and everything needed to judge, log and explain it."""
 
-    model: LeadModel
-    metrics: dict[str, float]
-    holdout: pd.DataFrame  # the holdout features with calibrated ``probability``
-    validation: pd.DataFrame  # keys, label, block, raw and calibrated cross-fitted predictions
-    segments: pd.DataFrame
-    lift: pd.DataFrame
-    card_markdown: str
-    params: dict[str, Any]
-    windows: dict[str, tuple[str, str]]  # train / fit / validation / holdout: first and last created_date
-    threshold_meets_targets: bool
-    threshold_reason: str
-
-    @property
-    def validation_window(self) -> tuple[str, str]:
-        return self.windows["validation"]
-
-    @property
-    def holdout_window(self) -> tuple[str, str]:
-        return self.windows["holdout"]
+def sort_labelled(features: pd.DataFrame) -> pd.DataFrame:
+    """Labelled leads with a date, oldest first (ties by lead_id): the order every fit sees."""
+    labelled = features[features[LABEL].notna() & features[CREATED_DATE].notna()]
+    if labelled.empty:
+        raise ValueError("no labelled leads to train on")
+    order = np.lexsort((labelled[LEAD_ID].astype(str).to_numpy(), labelled[CREATED_DATE].to_numpy()))
+    return labelled.iloc[order].reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class Split:
-    """Labelled leads by time: ``train`` = ``fit`` + ``validation`` (= the ``blocks``), then ``holdout``."""
-
-    train: pd.DataFrame
-    holdout: pd.DataFrame
-    fit: pd.DataFrame
-    validation: pd.DataFrame
-    blocks: tuple[pd.DataFrame, ...]
-
-
-def _later_part_start(dates: pd.Series, fraction: float) -> pd.Timestamp:
+def later_part_start(dates: pd.Series, fraction: float) -> pd.Timestamp:
     """First created_date of the latest ``fraction`` of rows (rows at that instant all go later)."""
     n = len(dates)
     later = min(max(int(round(n * fraction)), 1), n - 1)
@@ -290,49 +294,29 @@ def _blocks(frame: pd.DataFrame, count: int) -> tuple[pd.DataFrame, ...]:
     return tuple(frame.iloc[a:b] for a, b in zip(edges[:-1], edges[1:]))
 
 
-def _until(train_until, dates: pd.Series) -> tuple[pd.Timestamp, bool]:
-    """The cut-off and whether it is exclusive; a bare date means the whole day is training."""
-    cut = pd.Timestamp(train_until)
-    if dates.dt.tz is not None and cut.tzinfo is None:
-        cut = cut.tz_localize(dates.dt.tz)
-    if cut == cut.normalize():
-        return cut + pd.Timedelta(days=1), True
-    return cut, False
+@dataclass(frozen=True)
+class TuningSplit:
+    """A recipe's window by time: ``fit`` then ``validation`` (= the ``blocks``)."""
+
+    window: pd.DataFrame
+    fit: pd.DataFrame
+    validation: pd.DataFrame
+    blocks: tuple[pd.DataFrame, ...]
 
 
-def time_split(features: pd.DataFrame, config: TrainConfig) -> Split:
-    """Labelled rows split by time: training window then holdout; validation blocks at its end."""
-    labelled = features[features[LABEL].notna() & features[CREATED_DATE].notna()]
-    if labelled.empty:
-        raise ValueError("no labelled leads to train on")
-    order = np.lexsort((labelled[LEAD_ID].astype(str).to_numpy(), labelled[CREATED_DATE].to_numpy()))
-    rows = labelled.iloc[order].reset_index(drop=True)
-    dates = rows[CREATED_DATE]
-    if config.train_until is not None:
-        cut, exclusive = _until(config.train_until, dates)
-        in_train = dates < cut if exclusive else dates <= cut
-    else:
-        if not 0 < config.holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must be between 0 and 1, not {config.holdout_fraction}")
-        in_train = dates < _later_part_start(dates, config.holdout_fraction)
-    train, holdout = rows[in_train.to_numpy()], rows[~in_train.to_numpy()]
-    if len(train) < 2 or holdout.empty:
-        raise ValueError(
-            f"time split left {len(train)} training and {len(holdout)} holdout leads "
-            f"(labelled leads span {dates.iloc[0]} .. {dates.iloc[-1]}; train_until={config.train_until})"
-        )
-    if not 0 < config.validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be between 0 and 1, not {config.validation_fraction}")
-    train_dates = train[CREATED_DATE]
-    start = _later_part_start(train_dates, config.validation_fraction)
-    fit, validation = train[train_dates < start], train[train_dates >= start]
+def tuning_split(window: pd.DataFrame, config: TrainConfig) -> TuningSplit:
+    """The latest ``validation_fraction`` of a sorted window, in blocks, after the rows it is fitted on."""
+    if len(window) < 2:
+        raise ValueError(f"{len(window)} labelled leads: too few to fit and validate")
+    dates = window[CREATED_DATE]
+    start = later_part_start(dates, config.validation_fraction)
+    fit, validation = window[dates < start], window[dates >= start]
     if fit.empty:
         raise ValueError("the training window has a single created_date: nothing left to fit before validation")
-    blocks = _blocks(validation, max(config.validation_blocks, 1))
     for name, part in (("fit", fit), ("validation", validation)):
         if part[LABEL].nunique() < 2:
             raise ValueError(f"the {name} slice ({len(part)} leads) has a single class: need both outcomes")
-    return Split(train, holdout, fit, validation, tuple(blocks))
+    return TuningSplit(window, fit, validation, _blocks(validation, max(config.validation_blocks, 1)))
 
 
 def time_weights(dates: pd.Series, half_life_days: float | None) -> np.ndarray | None:
@@ -344,14 +328,14 @@ def time_weights(dates: pd.Series, half_life_days: float | None) -> np.ndarray |
     return weights / weights.mean()
 
 
-def _catboost(config: TrainConfig, iterations: int, categorical: list[str], early_stopping: bool):
+def _catboost(config: TrainConfig, iterations: int, categorical: list[str], early_stopping: bool, seed: int):
     from catboost import CatBoostClassifier
 
     return CatBoostClassifier(
         iterations=iterations, learning_rate=config.learning_rate, depth=config.depth,
         l2_leaf_reg=config.l2_leaf_reg, max_ctr_complexity=config.max_ctr_complexity,
         loss_function="Logloss", cat_features=categorical, thread_count=config.thread_count,
-        random_seed=config.random_seed, verbose=False, allow_writing_files=False,
+        random_seed=seed, verbose=False, allow_writing_files=False, has_time=config.has_time,
         **({"od_type": "Iter", "od_wait": config.early_stopping_rounds, "use_best_model": False}
            if early_stopping else {}),
     )
@@ -361,96 +345,79 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame[LABEL].astype(int).to_numpy()
 
 
-def _window(frame: pd.DataFrame) -> tuple[str, str]:
+def window_of(frame: pd.DataFrame) -> tuple[str, str]:
     dates = frame[CREATED_DATE]
     return (str(dates.min()), str(dates.max())) if len(frame) else ("", "")
 
 
 @dataclass(frozen=True)
-class _Fitted:
-    final: Any
-    calibrator: Calibrator
+class Recipe:
+    """What :func:`fit_recipe` made: the model and the out-of-time validation it was tuned on."""
+
+    model: LeadModel
+    validation: pd.DataFrame  # keys, label, block, raw and calibrated cross-fitted predictions
     choice: ThresholdChoice
-    validation_raw: np.ndarray
+    flag_share: float | None
     iterations: int
+    split: TuningSplit
 
 
-def _fit_and_tune(split: Split, config: TrainConfig) -> _Fitted:
-    """Early stopping, cross-fitted validation predictions, calibrator, threshold, final refit."""
+def fit_recipe(window: pd.DataFrame, config: TrainConfig) -> Recipe:
+    """Early stopping, cross-fitted validation, calibrator, cut-off, then the final refit on the window.
+
+    ``window``: labelled leads sorted by :func:`sort_labelled`.
+    """
     columns, categorical = list(schema.feature_columns()), list(schema.CATEGORICAL_FEATURES)
+    split = tuning_split(window, config)
+    seeds = [config.random_seed + k for k in range(config.seeds)]
 
-    def fit(frame: pd.DataFrame, iterations: int, eval_frame: pd.DataFrame | None = None):
-        model = _catboost(config, iterations, categorical, early_stopping=eval_frame is not None)
+    def fit(frame: pd.DataFrame, iterations: int, eval_frame: pd.DataFrame | None = None, seed: int | None = None):
+        model = _catboost(config, iterations, categorical, eval_frame is not None,
+                          config.random_seed if seed is None else seed)
         model.fit(frame[columns], _labels(frame),
                   sample_weight=time_weights(frame[CREATED_DATE], config.half_life_days),
                   eval_set=(eval_frame[columns], _labels(eval_frame)) if eval_frame is not None else None)
         return model
 
-    def raw(model, frame: pd.DataFrame, iterations: int) -> np.ndarray:
+    def averaged(frame: pd.DataFrame, iterations: int):
+        models = [fit(frame, iterations, seed=seed) for seed in seeds]
+        if len(models) == 1:
+            return models[0]
+        from catboost import sum_models
+
+        return sum_models(models, weights=[1.0 / len(models)] * len(models))
+
+    def raw(model, frame: pd.DataFrame, iterations: int = 0) -> np.ndarray:
         return np.asarray(model.predict(frame[columns], prediction_type="RawFormulaVal", ntree_end=iterations),
                           dtype=float)
 
     first = fit(split.fit, config.iterations, eval_frame=split.validation)
     iterations = int(min(max(config.min_iterations, first.get_best_iteration() + 1), first.tree_count_))
-    block_raw = [raw(first, split.blocks[0], iterations)]
+    block_raw = [raw(first, split.blocks[0], iterations) if len(seeds) == 1
+                 else raw(averaged(split.fit, iterations), split.blocks[0])]
     for block in split.blocks[1:]:
-        before = split.train[split.train[CREATED_DATE] < block[CREATED_DATE].iloc[0]]
-        block_raw.append(raw(fit(before, iterations), block, iterations))
+        before = window[window[CREATED_DATE] < block[CREATED_DATE].iloc[0]]
+        block_raw.append(raw(averaged(before, iterations), block))
     validation_raw = np.concatenate(block_raw)
     y_validation = _labels(split.validation)
     calibrator = Calibrator.fit(validation_raw, y_validation, config.calibration)
-    choice = select_threshold(y_validation, calibrator(validation_raw), config.target_recall,
-                              config.target_precision, config.recall_margin)
-    return _Fitted(fit(split.train, iterations), calibrator, choice, validation_raw, iterations)
-
-
-def train_model(features: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult:
-    """Train on the older labelled leads, tune on the latest of them, judge on the holdout."""
-    config = config or TrainConfig()
-    started = time.perf_counter()
-    columns, categorical = schema.feature_columns(), schema.CATEGORICAL_FEATURES
-    split = time_split(features, config)
-    fitted = _fit_and_tune(split, config)
-    choice, iterations = fitted.choice, fitted.iterations
-
-    levels = {c: frozenset(split.train[c].astype(str).unique()) for c in categorical}
-    bundle = LeadModel(fitted.final, fitted.calibrator, choice.threshold, tuple(columns), tuple(categorical),
-                       levels, _window(split.train))
-    holdout = split.holdout.copy()
-    holdout[PROBABILITY] = bundle.predict_proba(holdout)
+    validation_p = calibrator(validation_raw)
+    choice = select_threshold(y_validation, validation_p, config.target_recall, config.target_precision,
+                              config.recall_margin)
+    block_id = np.repeat(np.arange(1, len(split.blocks) + 1), [len(b) for b in split.blocks])
+    flag_share = None
+    if config.cutoff == "trailing_share":
+        shares = [flag_share_for_recall(y_validation[block_id == b], validation_p[block_id == b],
+                                        config.target_recall + config.recall_margin)
+                  for b in np.unique(block_id) if y_validation[block_id == b].sum() > 0]
+        flag_share = float(np.mean(shares))
+    final = averaged(window, iterations)
+    levels = {c: frozenset(window[c].astype(str).unique()) for c in categorical}
+    rule = CutoffRule(flag_share, choice.threshold, config.cutoff_window_days, config.min_cutoff_leads)
+    model = LeadModel(final, calibrator, choice.threshold, tuple(columns), tuple(categorical), levels,
+                      window_of(window), cutoff=rule)
     validation = split.validation[[LEAD_ID, CREATED_DATE, LABEL]].copy()
-    validation["block"] = np.repeat(np.arange(1, len(split.blocks) + 1), [len(b) for b in split.blocks])
-    validation["raw_score"] = fitted.validation_raw
-    validation[PROBABILITY] = fitted.calibrator(fitted.validation_raw)
-
-    y_holdout, y_validation = _labels(holdout), _labels(validation)
-    metrics = evaluation.classification_metrics(y_holdout, holdout[PROBABILITY].to_numpy(), choice.threshold,
-                                                config.ece_bins)
-    metrics["positive_rate_test"] = metrics.pop("positive_rate")
-    metrics.pop("n")
-    on_validation = evaluation.classification_metrics(y_validation, validation[PROBABILITY].to_numpy(),
-                                                      choice.threshold, config.ece_bins)
-    metrics.update({f"validation_{k}": on_validation[k] for k in ("auc", "precision", "recall", "f1", "brier", "ece")})
-    metrics["validation_ece_uncalibrated"] = evaluation.expected_calibration_error(
-        y_validation, _sigmoid(fitted.validation_raw), config.ece_bins)
-    metrics.update({
-        "n_train": float(len(split.train)), "n_fit": float(len(split.fit)),
-        "n_validation": float(len(split.validation)), "n_test": float(len(holdout)),
-        "positive_rate_train": float(_labels(split.train).mean()),
-        "threshold_meets_targets": float(choice.meets_targets), "iterations": float(iterations),
-        "unseen_share_test": float(bundle.unseen_levels(holdout).mean()),
-        "train_seconds": time.perf_counter() - started,
-    })
-    bundle.metrics = dict(metrics)
-    windows = {"train": _window(split.train), "fit": _window(split.fit),
-               "validation": _window(split.validation), "holdout": _window(holdout)}
-    params = {**asdict(config), "train_until": str(config.train_until) if config.train_until else None,
-              "iterations_chosen": iterations, "validation_blocks_used": len(split.blocks),
-              "features": ",".join(columns), "categorical_features": ",".join(categorical)}
-    segments = evaluation.segment_table(holdout, holdout[PROBABILITY].to_numpy(), config.min_segment_rows)
-    lift = evaluation.lift_table(y_holdout, holdout[PROBABILITY].to_numpy())
-    card = evaluation.model_card(metrics=metrics, windows=windows, segments=segments, lift=lift,
-                                 threshold_reason=choice.reason, meets_targets=choice.meets_targets,
-                                 config=config, iterations=iterations)
-    return TrainResult(bundle, metrics, holdout, validation, segments, lift, card, params, windows,
-                       choice.meets_targets, choice.reason)
+    validation["block"] = block_id
+    validation["raw_score"] = validation_raw
+    validation[PROBABILITY] = validation_p
+    return Recipe(model, validation, choice, flag_share, iterations, split)

@@ -14,7 +14,7 @@ import numpy as np
 from lead_assets.core.evaluation import calibration_bins
 
 if TYPE_CHECKING:
-    from lead_assets.core.model import TrainResult
+    from lead_assets.core.training import TrainResult
 
 
 def _figure(width: float = 5.0, height: float = 4.0):

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from lead_assets.core.model import LeadModel, TrainResult
+    from lead_assets.core.model import LeadModel
+    from lead_assets.core.training import TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous_champion"

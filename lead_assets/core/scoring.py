@@ -4,9 +4,13 @@ One row per lead, columns in this order:
 
 * ``lead_id``, ``created_date``
 * ``probability``: calibrated probability of completing an application; ``score`` = round(100 p)
-* ``bucket``: ``junk`` below the model's threshold, else ``hot`` / ``warm`` / ``cold`` by the
-  :class:`BucketConfig` cut-offs; a cut-off below the threshold is raised to it, so the buckets
-  are always ordered by probability (hot >= warm >= cold >= threshold > junk)
+* ``bucket``: ``junk`` below the lead's junk ``cutoff``, else ``hot`` / ``warm`` / ``cold`` by the
+  :class:`BucketConfig` cut-offs; a bucket cut-off below the junk cut-off is raised to it, so the
+  buckets are always ordered by probability (hot >= warm >= cold >= cutoff > junk) and hot/warm
+  keep their meaning (a calibrated probability) when the junk cut-off moves
+* ``cutoff`` and ``cutoff_rule``: the junk cut-off this lead got and why (see
+  :mod:`lead_assets.core.cutoff`: the best share of the leads created in the trailing window of
+  days up to the lead's own day, or the model's fixed threshold)
 * ``reasons``: the three features with the largest |SHAP value| for that lead, as
   ``feature=value (+0.42); ...``. SHAP values are CatBoost's, in log-odds: ``+`` pushed this
   lead's score up, ``-`` down, and the number is how far. The same reasons, structured:
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lead_assets.core.cutoff import trailing_cutoffs
 from lead_assets.core.model import LeadModel
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 
@@ -48,12 +53,25 @@ class BucketConfig:
             raise ValueError(f"bucket cut-offs need 0 <= warm <= hot <= 1, got warm={self.warm}, hot={self.hot}")
 
 
-def assign_buckets(proba: np.ndarray, threshold: float, buckets: BucketConfig | None = None) -> np.ndarray:
-    """junk below the threshold; above it hot/warm/cold by the cut-offs (raised to the threshold)."""
+def assign_buckets(proba: np.ndarray, cutoff, buckets: BucketConfig | None = None) -> np.ndarray:
+    """junk below the cut-off (one value or one per lead); above it hot/warm/cold by the bucket
+    cut-offs, each raised to the junk cut-off."""
     buckets = buckets or BucketConfig()
     p = np.asarray(proba, dtype=float)
-    hot, warm = max(buckets.hot, threshold), max(buckets.warm, threshold)
-    return np.select([p >= hot, p >= warm, p >= threshold], ["hot", "warm", "cold"], "junk").astype(object)
+    cut = np.asarray(cutoff, dtype=float)
+    hot, warm = np.maximum(buckets.hot, cut), np.maximum(buckets.warm, cut)
+    return np.select([p >= hot, p >= warm, p >= cut], ["hot", "warm", "cold"], "junk").astype(object)
+
+
+def lead_cutoffs(model: LeadModel, features: pd.DataFrame, probability: np.ndarray,
+                 context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each lead's junk cut-off and its rule; ``context``: leads of the days before (their window)."""
+    rule = model.cutoff_rule
+    if context is None or context.empty or rule.flag_share is None:
+        return trailing_cutoffs(features[CREATED_DATE], probability, rule)
+    dates = pd.concat([context[CREATED_DATE], features[CREATED_DATE]], ignore_index=True)
+    cut, text = trailing_cutoffs(dates, np.r_[model.predict_proba(context), probability], rule)
+    return cut[len(context):], text[len(context):]
 
 
 def shap_values(model: LeadModel, features: pd.DataFrame, thread_count: int = -1) -> np.ndarray:
@@ -108,8 +126,13 @@ def _utc(scored_at) -> pd.Timestamp:
 
 
 def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model_version: str,
-                buckets: BucketConfig | None = None, scored_at=None, thread_count: int = -1) -> pd.DataFrame:
-    """Score every row of a feature table (extra columns such as the label are ignored)."""
+                buckets: BucketConfig | None = None, scored_at=None, thread_count: int = -1,
+                context: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Score every row of a feature table (extra columns such as the label are ignored).
+
+    ``context``: feature rows of the days before ``features`` that fall in the cut-off window;
+    they set cut-offs and are not scored.
+    """
     buckets = buckets or BucketConfig()
     stamp = _utc(scored_at)
     features = features.reset_index(drop=True)
@@ -133,8 +156,11 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
         CREATED_DATE: features[CREATED_DATE],
         "probability": probability,
         "score": np.rint(100 * probability).astype("int64"),
-        "bucket": assign_buckets(probability, model.threshold, buckets),
     })
+    cutoff, rule = lead_cutoffs(model, features, probability, context)
+    out["bucket"] = assign_buckets(probability, cutoff, buckets)
+    out["cutoff"] = cutoff
+    out["cutoff_rule"] = rule
     out = pd.concat([out, explained], axis=1)
     out["unseen_levels"] = model.unseen_levels(features).to_numpy()
     out["unseen_columns"] = model.unseen_columns(features).to_numpy()

@@ -1,20 +1,24 @@
-"""Scores that stay fresh: rescore everything after a promotion; retrain weekly through the gate."""
+"""Scores that stay fresh: promote a passed model, rescore every day when the champion changes
+(promotion, rollback, or an alias moved by hand in MLflow), retrain weekly through the gate."""
+
+import json
 
 from dagster import (
     AssetKey,
     AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    EventLogEntry,
     RunRequest,
     ScheduleDefinition,
     SensorEvaluationContext,
     SkipReason,
-    asset_sensor,
     define_asset_job,
+    sensor,
 )
 
 from lead_assets.core import warehouse
+from lead_assets.defs.model import ModelRegistry
 from lead_assets.defs.partitions import lead_days
 from lead_assets.defs.resources import LeadHomeResource
 
@@ -43,27 +47,46 @@ retrain_schedule = ScheduleDefinition(
 )
 
 
-def rescoring_request(days: list[str], version: str) -> RunRequest | SkipReason:
-    """One single-run backfill of scored_leads over every day that has features."""
+champion_promotion = AutomationConditionSensorDefinition(
+    "champion_promotion",
+    target=AssetSelection.assets("champion_model"),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Moves the champion alias after a training run whose promotion gate passed, "
+                "however that run was launched (UI, CLI, schedule).",
+)
+
+
+def rescoring_request(days: list[str], version: str, change: int) -> RunRequest | SkipReason:
+    """One single-run backfill of scored_leads over every day that has features.
+
+    ``change`` counts champion changes, so going back to an earlier version (a rollback) is a new
+    run key, not a duplicate of that version's first rescoring.
+    """
     if not days:
-        return SkipReason("champion changed, but no day has lead features yet")
+        return SkipReason(f"champion is now version {version}, but no day has lead features yet")
     return RunRequest(
-        run_key=f"rescore-v{version}-{days[0]}-{days[-1]}",
+        run_key=f"rescore-{change}-v{version}-{days[0]}-{days[-1]}",
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1],
               "lead_assets/reason": f"champion is now version {version}"},
     )
 
 
-@asset_sensor(
-    asset_key=AssetKey("champion_model"),
+@sensor(
     job=rescore_job,
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description="When a new champion is promoted, rescore every day with leads in one run.",
+    description="When the champion alias changes (promotion or rollback), rescore every day with leads in one run.",
 )
-def rescore_on_promotion(context: SensorEvaluationContext, asset_event: EventLogEntry, lead_home: LeadHomeResource):
-    metadata = asset_event.asset_materialization.metadata if asset_event.asset_materialization else {}
-    version = metadata.get("champion_version")
-    version = str(version.value) if version is not None else asset_event.run_id[:8]
+def rescore_on_champion_change(context: SensorEvaluationContext, lead_home: LeadHomeResource,
+                               model_registry: ModelRegistry):
+    version = model_registry.champion_version()
+    seen = json.loads(context.cursor) if context.cursor else {}
+    if version is None:
+        return SkipReason(f"no {model_registry.model_name}@champion yet")
+    if seen.get("version") == version:
+        return SkipReason(f"champion is still version {version}")
+    change = int(seen.get("changes", 0)) + 1
+    context.update_cursor(json.dumps({"version": version, "changes": change}))
     days = warehouse.existing_partitions(lead_home.resolve().warehouse, "lead_features")
-    return rescoring_request(days, version)
+    return rescoring_request(days, version, change)

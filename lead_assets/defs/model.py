@@ -9,6 +9,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
+    AutomationCondition,
     Config,
     ConfigurableResource,
     MetadataValue,
@@ -17,10 +18,15 @@ from dagster import (
 )
 from pydantic import Field
 
+from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
 from lead_assets.core.schema import LABEL
 from lead_assets.defs.resources import LeadHomeResource
 
 MODEL_GROUP = "model"
+
+# A training run (UI, CLI or schedule) whose gate passed is enough: the champion follows, and
+# never when the blocking gate failed.
+PROMOTE_WHEN_GATE_PASSES = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
 
 
 class ModelRegistry(ConfigurableResource):
@@ -43,6 +49,12 @@ class ModelRegistry(ConfigurableResource):
         self.connect()
         return registry.load_champion(self.model_name)
 
+    def champion_version(self) -> str | None:
+        from lead_assets.core import registry
+
+        self.connect()
+        return registry.champion_version(self.model_name)
+
     def set_champion(self, version: str) -> str | None:
         from lead_assets.core import registry
 
@@ -51,24 +63,46 @@ class ModelRegistry(ConfigurableResource):
 
 
 class TrainingConfig(Config):
-    """How the model is trained and judged; defaults follow the issue's targets."""
+    """How the model is trained and judged; defaults follow the issue's targets and the backtests."""
 
-    holdout_fraction: float = Field(0.2, description="Latest share of labelled leads held out, by time.")
-    train_until: str | None = Field(None, description="Train on leads created up to this date instead.")
+    holdout_fraction: float = Field(
+        0.0, description="0: judge on monthly backtests and refit on every labelled lead; else hold out this "
+                         "latest share of labelled leads by time (the registered model never sees it).")
+    train_until: str | None = Field(None, description="Judge on the leads created after this date instead.")
+    backtest_months: int = Field(3, description="Latest labelled months, each scored by a model trained before it.")
+    month_tolerance: float = Field(0.05, description="How far one backtest month may miss a target.")
     validation_fraction: float = Field(0.2, description="Latest share of the training window for tuning.")
     validation_blocks: int = Field(3, description="Time blocks of the validation slice, each cross-fitted.")
-    recall_margin: float = Field(0.03, description="Threshold aims at target recall plus this (models age).")
+    recall_margin: float = Field(0.05, description="The cut-off aims at target recall plus this (models age).")
+    cutoff: str = Field("trailing_share", description="'trailing_share': keep the best share of the leads of "
+                                                      "the trailing window; 'threshold': a fixed probability.")
+    cutoff_window_days: int = Field(14, description="Days of leads each cut-off is taken over (at most 14).")
     calibration: str = Field("sigmoid", description="'sigmoid' (Platt) or 'isotonic'.")
     half_life_days: float | None = Field(30.0, description="Recency weighting of training leads; None: off.")
+    seeds: int = Field(1, description="CatBoost models with consecutive seeds averaged into one.")
     min_auc: float = 0.75
     min_precision: float = 0.65
     min_recall: float = 0.75
     champion_margin: float = Field(0.02, description="How much AUC a challenger may lose to the champion.")
     min_labelled_leads: int = 500
 
+    def train_config(self):
+        from lead_assets.core.model import TrainConfig
 
-def _targets(config: TrainingConfig) -> dict[str, float]:
-    return {"auc": config.min_auc, "precision": config.min_precision, "recall": config.min_recall}
+        return TrainConfig(
+            holdout_fraction=self.holdout_fraction, train_until=self.train_until,
+            backtest_months=self.backtest_months, month_tolerance=self.month_tolerance,
+            validation_fraction=self.validation_fraction, validation_blocks=self.validation_blocks,
+            target_auc=self.min_auc, target_precision=self.min_precision, target_recall=self.min_recall,
+            recall_margin=self.recall_margin, cutoff=self.cutoff,
+            cutoff_window_days=min(self.cutoff_window_days, DEFAULT_WINDOW_DAYS),
+            calibration=self.calibration, half_life_days=self.half_life_days, seeds=self.seeds,
+        )
+
+    def gate_settings(self) -> dict:
+        """Stored with the trained model: the gate judges it by the settings it was trained with."""
+        return {"targets": {"auc": self.min_auc, "precision": self.min_precision, "recall": self.min_recall},
+                "champion_margin": self.champion_margin, "month_tolerance": self.month_tolerance}
 
 
 @asset(
@@ -78,15 +112,17 @@ def _targets(config: TrainingConfig) -> dict[str, float]:
     required_resource_keys={"mlflow", "model_registry", "lead_home"},
     pool="lead_training",
     kinds={"catboost", "mlflow"},
-    description="CatBoost trained on older labelled leads, judged on the latest ones; a registered version.",
+    description="CatBoost judged on monthly backtests of the labelled history, refit on all of it; "
+                "a registered version.",
 )
 def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, lead_features: pd.DataFrame) -> dict:
     """The dagster-mlflow resource opens this run's MLflow run; this asset always closes it."""
     import mlflow
 
     from lead_assets.core import registry
-    from lead_assets.core.evaluation import evaluate_model
-    from lead_assets.core.model import TrainConfig, train_model
+    from lead_assets.core.backtest import compare_with_champion
+    from lead_assets.core.model import sort_labelled
+    from lead_assets.core.training import gate_inputs, train_model
 
     model_registry: ModelRegistry = context.resources.model_registry
     try:
@@ -96,72 +132,91 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
                 f"lead_scoring_model: only {len(labelled)} labelled leads in lead_features "
                 f"(need {config.min_labelled_leads}); backfill labelled history first"
             )
-        result = train_model(labelled, TrainConfig(
-            holdout_fraction=config.holdout_fraction, train_until=config.train_until,
-            validation_fraction=config.validation_fraction, validation_blocks=config.validation_blocks,
-            target_precision=config.min_precision, target_recall=config.min_recall,
-            recall_margin=config.recall_margin, calibration=config.calibration,
-            half_life_days=config.half_life_days,
-        ))
+        context.log.info(f"training on {len(labelled):,} labelled leads: {config.backtest_months} monthly "
+                         "backtests, then the refit on all of them")
+        result = train_model(labelled, config.train_config())
         version = registry.log_training(result, model_name=model_registry.model_name,
                                         tags={"dagster_run_id": context.run_id})
-        _write_reference_profile(context.resources.lead_home.resolve(), result, model_registry.model_name, version)
+        _write_reference_profile(context.resources.lead_home.resolve(), result, version)
         champion = model_registry.load_champion()
-        champion_metrics = evaluate_model(champion[0], result.holdout) if champion else None
+        champion_metrics = (compare_with_champion(champion[0], sort_labelled(labelled), result.holdout)
+                            if champion else None)
         run_id = mlflow.active_run().info.run_id if mlflow.active_run() else None
         mlflow.end_run("FINISHED")
     except BaseException:
         if mlflow.active_run():
             mlflow.end_run("FAILED")
         raise
-    metrics = {k: float(v) for k, v in result.metrics.items()}
-    context.add_output_metadata({
-        "model_version": version,
-        "mlflow_run_id": run_id or "",
-        "auc": metrics.get("auc"),
-        "precision": metrics.get("precision"),
-        "recall": metrics.get("recall"),
-        "threshold": metrics.get("threshold"),
-        "metrics": MetadataValue.md(pd.Series(metrics).rename("value").to_frame().to_markdown()),
-        "model_card": MetadataValue.md(result.card_markdown),
-        "champion_on_same_holdout": MetadataValue.json(champion_metrics or {}),
-    })
-    return {
+    judged = gate_inputs(result)
+    metrics = judged["metrics"]
+    info = {
         "model_name": model_registry.model_name,
         "version": version,
         "mlflow_run_id": run_id,
+        "judged_on": result.judged_on,
         "metrics": metrics,
+        "backtest_months": judged["backtest_months"],
+        "gate": config.gate_settings(),
         "champion_version": champion[1] if champion else None,
         "champion_metrics": champion_metrics,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    verdict = promotion_verdict(info)
+    context.add_output_metadata({
+        "model_version": version,
+        "mlflow_run_id": run_id or "",
+        "judged_on": result.judged_on,
+        "auc": metrics.get("auc"),
+        "precision": metrics.get("precision"),
+        "recall": metrics.get("recall"),
+        "flag_share": metrics.get("flag_share"),
+        "threshold": metrics.get("threshold_fixed"),
+        "gate": MetadataValue.md(verdict.table.round(3).to_markdown(index=False)),
+        "backtest_months": MetadataValue.md(result.backtest.markdown()),
+        "metrics": MetadataValue.md(pd.Series(metrics).rename("value").to_frame().to_markdown()),
+        "model_card": MetadataValue.md(result.card_markdown),
+        "champion_on_same_leads": MetadataValue.json(champion_metrics or {}),
+    })
+    return info
 
 
-def _write_reference_profile(home, result, model_name: str, version: str) -> None:
-    """How this version scores its own holdout: what monitoring compares each scored day with."""
+def _write_reference_profile(home, result, version: str) -> None:
+    """How this version's recipe scored leads it had not seen (the judged leads, at their cut-offs):
+    what monitoring compares each scored day with."""
     import json
 
+    import numpy as np
+
     from lead_assets.core import monitoring, warehouse
-    from lead_assets.core.scoring import score_leads
+    from lead_assets.core.scoring import assign_buckets
     from lead_assets.defs.checks.drift import profile_path
 
-    scored = score_leads(result.holdout, result.model, model_name=model_name, model_version=str(version))
+    judged = result.holdout
+    scored = pd.DataFrame({
+        "probability": judged["probability"].to_numpy(),
+        "score": np.rint(100 * judged["probability"].to_numpy()).astype("int64"),
+        "bucket": assign_buckets(judged["probability"].to_numpy(), judged["cutoff"].to_numpy()),
+        "unseen_levels": result.model.unseen_levels(judged).to_numpy(),
+    })
     reference = {"version": str(version), "threshold": result.model.threshold,
-                 "profile": monitoring.profile(scored, result.model.threshold,
-                                               monitoring.others_share(result.holdout))}
+                 "profile": monitoring.profile(scored, result.model.threshold, monitoring.others_share(judged))}
     warehouse.atomic_write_bytes(profile_path(home, str(version)), json.dumps(reference, indent=1).encode())
 
 
-def promotion_verdict(info: dict, config: TrainingConfig | None = None):
+def promotion_verdict(info: dict):
+    """The gate, with the targets, margin and tolerance the model was trained with (stored in ``info``)."""
     from lead_assets.core.evaluation import gate
 
-    config = config or TrainingConfig()
-    return gate(info["metrics"], info.get("champion_metrics"), _targets(config), margin=config.champion_margin)
+    settings = info.get("gate") or TrainingConfig().gate_settings()
+    return gate(info["metrics"], info.get("champion_metrics"), settings["targets"],
+                margin=settings["champion_margin"], months=info.get("backtest_months"),
+                tolerance=settings["month_tolerance"])
 
 
 @asset_check(asset=lead_scoring_model, blocking=True, description=(
-    "Promotion gate: holdout AUC, precision and recall meet the targets and the challenger is not "
-    "worse than the champion on the same holdout by more than the margin."))
+    "Promotion gate: pooled backtest AUC, precision and recall meet the targets, no backtest month misses "
+    "them by more than the tolerance, and the challenger is not worse than the champion on the leads the "
+    "champion never saw by more than the margin. Uses the settings the model was trained with."))
 def promotion_gate(lead_scoring_model: dict) -> AssetCheckResult:
     verdict = promotion_verdict(lead_scoring_model)
     return AssetCheckResult(
@@ -170,6 +225,7 @@ def promotion_gate(lead_scoring_model: dict) -> AssetCheckResult:
         metadata={
             "version": lead_scoring_model["version"],
             "reasons": MetadataValue.md("\n".join(f"- {r}" for r in verdict.reasons) or "all targets met"),
+            "checks": MetadataValue.md(verdict.table.round(3).to_markdown(index=False)),
             "champion_version": str(lead_scoring_model.get("champion_version")),
         },
     )
@@ -179,7 +235,9 @@ def promotion_gate(lead_scoring_model: dict) -> AssetCheckResult:
     group_name=MODEL_GROUP,
     io_manager_key="json_io_manager",
     kinds={"mlflow"},
-    description="The MLflow alias 'champion' moved to a model version that passed the gate.",
+    automation_condition=PROMOTE_WHEN_GATE_PASSES,
+    description="The MLflow alias 'champion' moved to a model version that passed the gate; follows a "
+                "passed lead_scoring_model on its own (champion_promotion sensor).",
 )
 def champion_model(context: AssetExecutionContext, lead_scoring_model: dict, model_registry: ModelRegistry) -> dict:
     verdict = promotion_verdict(lead_scoring_model)

@@ -9,7 +9,7 @@ import pytest
 from lead_assets.core import schema
 from lead_assets.core.evaluate import evaluate_csv, read_labelled_csv
 from lead_assets.core.model import TrainConfig
-from lead_assets_tests.core.test_model import make_features
+from lead_assets_tests.factories import make_features
 
 REQUIRED = ("auc", "precision", "recall", "threshold", "brier", "ece", "n_train", "n_test")
 SMALL = TrainConfig(iterations=60, min_iterations=20, early_stopping_rounds=20, thread_count=2)

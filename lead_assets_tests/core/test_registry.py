@@ -5,8 +5,9 @@ import logging
 import numpy as np
 import pytest
 
-from lead_assets.core.model import TrainConfig, train_model
-from lead_assets_tests.core.test_model import make_features
+from lead_assets.core.model import TrainConfig
+from lead_assets.core.training import train_model
+from lead_assets_tests.factories import make_features
 
 NAME = "lead_scoring_test"
 
@@ -68,7 +69,7 @@ def test_log_training_registers_versions_and_champion_moves(tracking, result):
 
     model, version = registry.load_champion(NAME)
     assert version == second
-    np.testing.assert_allclose(model.predict_proba(result.holdout), result.holdout["probability"])
+    np.testing.assert_allclose(model.predict_proba(result.holdout), result.model.predict_proba(result.holdout))
     assert model.threshold == result.model.threshold
 
     described = registry.describe(NAME)
@@ -104,5 +105,5 @@ def test_pyfunc_predicts_calibrated_probabilities(tracking, result):
     version = registry.log_training(result, model_name=name)
     loaded = tracking.pyfunc.load_model(f"models:/{name}/{version}")
     features = result.holdout[list(result.model.features)]
-    np.testing.assert_allclose(np.asarray(loaded.predict(features)), result.holdout["probability"], atol=1e-9)
+    np.testing.assert_allclose(np.asarray(loaded.predict(features)), result.model.predict_proba(features), atol=1e-9)
     assert loaded.metadata.signature is not None

@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 from catboost import Pool
 
-from lead_assets.core.model import TrainConfig, train_model
+from lead_assets.core.model import TrainConfig
+from lead_assets.core.training import train_model
 from lead_assets.core.scoring import BUCKETS, BucketConfig, assign_buckets, score_leads
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
-from lead_assets_tests.core.test_model import FAST, make_features
+from lead_assets_tests.factories import FAST, make_features
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def scored(model, leads):
 
 def test_columns_and_metadata(scored, leads):
     assert list(scored.columns[:5]) == [LEAD_ID, CREATED_DATE, "probability", "score", "bucket"]
-    for column in ("reasons", "reason_1_feature", "reason_3_shap", "unseen_levels", "unseen_columns",
+    for column in ("cutoff", "cutoff_rule", "reasons", "reason_1_feature", "reason_3_shap", "unseen_levels", "unseen_columns",
                    "model_name", "model_version", "scored_at"):
         assert column in scored.columns
     assert scored[LEAD_ID].tolist() == leads[LEAD_ID].tolist()
@@ -82,10 +83,35 @@ def test_buckets_follow_probability_and_threshold():
 
 
 def test_bucket_order_is_consistent(scored, model):
+    """Within a day (one cut-off) buckets follow the probability; across days the cut-off may move."""
     rank = {b: i for i, b in enumerate(BUCKETS)}
-    ordered = scored.sort_values("probability", ascending=False)["bucket"].map(rank)
-    assert ordered.is_monotonic_increasing
-    assert ((scored["bucket"] == "junk") == (scored["probability"] < model.threshold)).all()
+    for _, day in scored.groupby(scored[CREATED_DATE].dt.date):
+        assert day.sort_values("probability", ascending=False)["bucket"].map(rank).is_monotonic_increasing
+    assert ((scored["bucket"] == "junk") == (scored["probability"] < scored["cutoff"])).all()
+    hot = scored["bucket"] == "hot"
+    assert (scored.loc[hot, "probability"] >= np.maximum(0.8, scored.loc[hot, "cutoff"])).all()
+
+
+def test_each_lead_records_its_cutoff_and_rule(scored, model):
+    day = scored[CREATED_DATE].dt.strftime("%Y-%m-%d")
+    first = day == day.min()
+    assert scored.loc[first, "cutoff_rule"].str.startswith("fixed threshold").all()  # one day: < 200 leads
+    assert (scored.loc[first, "cutoff"] == model.threshold).all()
+    later = scored.loc[~first]
+    assert later["cutoff_rule"].str.startswith(f"top {model.cutoff_rule.flag_share:.1%} of ").all()
+    for _, same_day in later.groupby(day[~first]):
+        assert same_day["cutoff"].nunique() == 1
+
+
+def test_a_day_scored_alone_with_its_context_gets_the_same_cutoffs(scored, model, leads):
+    """A run of one day reads the days before it as context: same cut-offs as a run of all days."""
+    day = leads[CREATED_DATE].dt.strftime("%Y-%m-%d")
+    last = day == day.max()
+    alone = score_leads(leads[last], model, "lead_scoring", "7", context=leads[~last])
+    together = scored.set_index(LEAD_ID).loc[alone[LEAD_ID]]
+    np.testing.assert_allclose(alone["cutoff"].to_numpy(), together["cutoff"].to_numpy(), rtol=0, atol=1e-12)
+    assert alone["bucket"].tolist() == together["bucket"].tolist()
+    assert len(alone) == last.sum()  # the context is not scored
 
 
 def test_bucket_config_is_validated():
