@@ -169,9 +169,19 @@ def cmd_evaluate(args) -> int:
     report = evaluate_csv(args.data, train_until=args.train_until.isoformat() if args.train_until else None)
     if args.format == "json":
         print(json.dumps(report, indent=1, default=str))
-    else:
-        for key, value in report.items():
-            print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+        return 0
+    import pandas as pd
+
+    tables = {"test_months": "test, month by month", "backtest_months": "backtests inside the training window"}
+    for key, value in report.items():
+        if key in tables or key == "backtest_pooled":
+            continue
+        print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+    pooled = {k: round(v, 4) for k, v in report["backtest_pooled"].items() if v is not None}
+    print(f"{'backtest_pooled':28s} {pooled}")
+    for key, title in tables.items():
+        if report[key]:
+            print(f"\n{title}:\n" + pd.DataFrame(report[key]).round(3).to_markdown(index=False))
     return 0
 
 
