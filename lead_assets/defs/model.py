@@ -10,7 +10,6 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     Config,
-    ConfigurableResource,
     MetadataValue,
     asset,
     asset_check,
@@ -18,36 +17,9 @@ from dagster import (
 from pydantic import Field
 
 from lead_assets.core.schema import LABEL
-from lead_assets.defs.resources import LeadHomeResource
+from lead_assets.defs.resources import ModelRegistry
 
 MODEL_GROUP = "model"
-
-
-class ModelRegistry(ConfigurableResource):
-    """The MLflow model registry: where the champion lives and how it moves."""
-
-    tracking_uri: str | None = None
-    model_name: str = "lead_scoring"
-
-    def uri(self) -> str:
-        return self.tracking_uri or LeadHomeResource().resolve().mlflow_tracking_uri
-
-    def connect(self) -> None:
-        import mlflow
-
-        mlflow.set_tracking_uri(self.uri())
-
-    def load_champion(self):
-        from lead_assets.core import registry
-
-        self.connect()
-        return registry.load_champion(self.model_name)
-
-    def set_champion(self, version: str) -> str | None:
-        from lead_assets.core import registry
-
-        self.connect()
-        return registry.set_champion(self.model_name, version)
 
 
 class TrainingConfig(Config):
@@ -142,8 +114,8 @@ def _write_reference_profile(home, result, model_name: str, version: str) -> Non
     import json
 
     from lead_assets.core import monitoring, warehouse
+    from lead_assets.core.home import profile_path
     from lead_assets.core.scoring import score_leads
-    from lead_assets.defs.checks.drift import profile_path
 
     scored = score_leads(result.holdout, result.model, model_name=model_name, model_version=str(version))
     reference = {"version": str(version), "threshold": result.model.threshold,

@@ -5,8 +5,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, Config, Failure, MetadataValue, asset
 from pydantic import Field
 
-from lead_assets.defs.model import ModelRegistry
 from lead_assets.defs.partitions import lead_days, one_run_per_range
+from lead_assets.defs.resources import ModelRegistry
 
 
 class ScoringConfig(Config):
