@@ -92,3 +92,29 @@ def test_code_location_import_is_light():
     loaded = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_the_dagster_layer_has_no_import_circle():
+    """defs/ modules import core and resources, never each other in a circle (the model <-> drift
+    <-> scoring circle ended when ModelRegistry moved to resources and profile_path to core)."""
+    import ast
+
+    package = ROOT / "lead_assets"
+    files = [*sorted((package / "defs").rglob("*.py")), package / "definitions.py", package / "core" / "home.py"]
+    names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in files}
+    imports = {name: set() for name in names}
+    for name, path in names.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                targets = {a.name for a in node.names}
+            else:
+                continue
+            imports[name] |= {t for t in targets if t in names and t != name and not name.startswith(t + ".")}
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in imports[start])
+
+    circles = sorted(name for name in names if reaches(name, name, {name}))
+    assert not circles, circles
