@@ -12,7 +12,7 @@ import pandas as pd
 from dagster import AssetKey, Definitions
 
 from lead_assets.core import inbox, synth, warehouse
-from lead_assets.core.home import profile_path
+from lead_assets.core.home import LeadHome, profile_path
 from lead_assets.definitions import build_definitions, defs
 from lead_assets.defs.resources import LeadHomeResource, resources_for
 from lead_assets_tests.factories import raw_leads as make_raw
@@ -60,8 +60,6 @@ def test_a_home_set_only_in_definitions_holds_every_file_and_run(lead_home, inst
     assert warehouse.existing_partitions(moved_warehouse, "scored_leads") == ["2021-08-01", "2021-08-02", "2021-08-03"]
     info = training.output_for_node("lead_scoring_model")
     assert (moved_warehouse / "lead_scoring_model.json").exists() and (moved_warehouse / "champion_model.json").exists()
-    from lead_assets.core.home import LeadHome
-
     assert profile_path(LeadHome.resolve(warehouse=str(moved_warehouse)), info["version"]).exists()
     assert not any(lead_home.warehouse.iterdir()), "the environment's warehouse got files"
 
