@@ -1,31 +1,49 @@
-# Everything a fresh machine needs: `make demo` and `make test` create .venv and install first.
+# Everything a fresh machine needs: `make demo` and `make test` create .venv and install first,
+# from the pinned versions in requirements.lock (`make lock` regenerates it; see the README).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
+EXTRAS := dev,deploy
 export LEAD_ASSETS_HOME ?= $(CURDIR)/.lead_assets
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ASYNC_LOGGING := false
 PORT ?= 3000
+# dg runs the project from its own .venv; saying so keeps it from warning about another one.
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: install demo test dev mlflow-ui bench bench-quick clean
+.PHONY: install lock demo test dev mlflow-ui bench bench-quick clean
 
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml setup.py $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,deploy]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed
+
+# Resolve pyproject.toml's ranges afresh in a throwaway venv and pin the result.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	{ echo "# Pinned by \`make lock\` from pyproject.toml's ranges with extras [$(EXTRAS)]; install with"; \
+	  echo "# pip install -c $(LOCK) -e '.[$(EXTRAS)]'. Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())')."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf .lock-venv
 
 demo: install
 	$(BIN)/lead-assets demo
 
 test: install
+	$(DG) check defs
 	$(BIN)/python -m pytest -q
 
 dev: install
 	$(BIN)/lead-assets init
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} $(DG) dev --host 127.0.0.1 --port $(PORT)
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(LEAD_ASSETS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000

@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from benchmarks.harness import BIN, ROOT, Result, markdown, median_of, progress, run_python, save_json, timed
+from benchmarks.model_real import bench_model_real
 
 SIZES = {
     "full": {"score_rows": 1_000_000, "train_rows": 240_000, "backfill_days": 240, "backfill_per_day": 1000,
@@ -358,7 +359,7 @@ def bench_wall_times(work: Path) -> list[Result]:
     ]
 
 
-SECTIONS = ("training", "scoring", "backfill", "drop", "wall")
+SECTIONS = ("training", "scoring", "model", "backfill", "drop", "wall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="lead_assets_bench_"))
     results: list[Result] = []
+    notes = ""
     try:
         model_path = None
         if only & {"training", "scoring"}:
@@ -379,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             results += found if "training" in only else []
         if "scoring" in only:
             results += bench_scoring(size, work, model_path)
+        if "model" in only:
+            found, appendix = bench_model_real(args.quick)
+            results += found
+            notes += appendix
         if "backfill" in only:
             results += bench_backfill(size, work)
         if "drop" in only:
@@ -390,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "make bench" if not args.quick else "python -m benchmarks.run --quick"
     if args.only != ",".join(SECTIONS):
         command = f"python -m benchmarks.run {'--quick ' if args.quick else ''}--only {args.only}"
-    report = markdown(results, command)
+    report = markdown(results, command, notes)
     print(report)
     out = args.out or (None if args.quick else str(ROOT / "BENCHMARKS.md"))
     if out:

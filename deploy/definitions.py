@@ -1,12 +1,13 @@
 """The production code location: lead_assets' definitions, run by the executor the deployment names.
 
 Everything the project defines (assets, checks, sensors, schedules, resources) comes unchanged
-from ``lead_assets.definitions.build_definitions()``. ``LEAD_ASSETS_EXECUTOR`` chooses where the
-steps of a run execute, so the same image runs on one host, on Celery workers or on Kubernetes:
+from ``lead_assets.definitions.build_definitions()``. ``LEAD_ASSETS_EXECUTOR``, read here only
+(the project itself never reads it), chooses where the steps of a run execute, so the same
+image runs on one host, on Celery workers or on Kubernetes:
 
-    in_process / multiprocess   the project's own choices (lead_assets.definitions; its default
-                                is in_process: one process per run, parallelism from concurrent
-                                runs); this file leaves them as they are
+    unset                       the project's own executor: in-process by default, multiprocess
+                                when a run's config says `execution: {config: {multiprocess: {}}}`
+    in_process / multiprocess   Dagster's executor of that name, for every run
     celery                      every step a Celery task (dagster-celery), run by whichever
                                 `dagster-celery worker` takes it from the broker; broker, result
                                 backend and Celery settings come from deploy/celery.yaml, which
@@ -23,7 +24,6 @@ run worker (celery, k8s) need the persistent PostgreSQL instance (deploy/dagster
 warehouse and landing folders on storage every worker sees (object storage or a shared volume).
 """
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -31,9 +31,7 @@ import yaml
 from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
 
 VARIABLE = "LEAD_ASSETS_EXECUTOR"
-PROJECT_EXECUTORS = ("in_process", "multiprocess")
-SCALE_OUT_EXECUTORS = ("celery", "k8s")
-EXECUTORS = PROJECT_EXECUTORS + SCALE_OUT_EXECUTORS
+EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
 CELERY_YAML = Path(__file__).resolve().with_name("celery.yaml")
 
 
@@ -68,30 +66,11 @@ def executor_from_env(environ=None) -> ExecutorDefinition | None:
     return None
 
 
-@contextlib.contextmanager
-def _project_sees(value: str | None):
-    """lead_assets.definitions reads the same variable and knows only its own executors."""
-    saved = os.environ.get(VARIABLE)
-    if value is None:
-        os.environ.pop(VARIABLE, None)
-    else:
-        os.environ[VARIABLE] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(VARIABLE, None)
-        else:
-            os.environ[VARIABLE] = saved
-
-
 def build_deployment_definitions(environ=None) -> Definitions:
-    kind = executor_kind(environ)
-    executor = executor_from_env(environ)  # read before the variable is hidden from the project
-    with _project_sees(None if kind in SCALE_OUT_EXECUTORS else kind):
-        from lead_assets.definitions import build_definitions
+    """The project's definitions with the executor this deployment names (or the project's own)."""
+    from lead_assets.definitions import build_definitions
 
-        return build_definitions(executor=executor)
+    return build_definitions(executor=executor_from_env(environ))
 
 
 defs = build_deployment_definitions()

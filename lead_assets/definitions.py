@@ -1,61 +1,32 @@
-"""The lead_assets code location: assets, checks, sensors and resources, wired together."""
+"""The lead_assets code location: whatever lives under ``lead_assets/defs/``, found by Dagster's loader.
 
-import os
+Assets, checks, sensors, schedules and jobs come from the module that defines each of them,
+the resources from the ``@definitions`` function in ``defs/resources.py``; anything
+``dg scaffold defs`` adds under ``lead_assets/defs/`` is loaded without being listed here.
+This file adds only the executor, because a deployment swaps it (``deploy/definitions.py``).
+"""
 
-from dagster import Definitions, in_process_executor, multiprocess_executor
+from pathlib import Path
 
-from lead_assets.defs.checks import all_checks
-from lead_assets.defs.cleaning import cleaned_leads
-from lead_assets.defs.features import lead_features
-from lead_assets.defs.freshness import (
-    champion_promotion,
-    rescore_job,
-    rescore_on_champion_change,
-    retrain_job,
-    retrain_schedule,
+from dagster import Definitions, ExecutorDefinition, Field, load_from_defs_folder, multi_or_in_process_executor
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Dagster's own in-process/multiprocess executor, defaulting to in-process: steps of a run share
+# one import of pandas, CatBoost and Great Expectations (a step process pays ~4-6 s each) and
+# parallelism comes from concurrent runs. A run (or a job's config) picks the other with
+# `execution: {config: {multiprocess: {max_concurrent: 2}}}`.
+project_executor = multi_or_in_process_executor.configured(
+    lambda config: config,
+    name="in_process_or_multiprocess",
+    config_schema=Field(multi_or_in_process_executor.config_schema.config_type, default_value={"in_process": {}}),
 )
-from lead_assets.defs.ingest import inbox_sensor, raw_leads
-from lead_assets.defs.insights import lead_insights
-from lead_assets.defs.model import ModelRegistry, champion_model, lead_scoring_model, promotion_gate
-from lead_assets.defs.resources import JsonIOManagerFactory, LeadHomeResource, WarehouseIOManager
-from lead_assets.defs.scoring import scored_leads
-from lead_assets.defs.tracking import mlflow_tracking
-
-EXPERIMENT = "lead_scoring"
 
 
-EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
-
-
-def build_definitions(executor=None) -> Definitions:
-    """Paths and URIs resolve when a run uses them (env vars of the run's process).
-
-    ``executor`` lets a deployment (``deploy/definitions.py``) run the same graph on Celery or
-    Kubernetes; by default one process per run: steps share one import of pandas, CatBoost and
-    Great Expectations (a step process would pay ~4-6 s each) and parallelism comes from
-    concurrent runs.
-    """
-    if executor is None:
-        name = os.environ.get("LEAD_ASSETS_EXECUTOR", "in_process")
-        if name not in EXECUTORS:
-            raise ValueError(f"LEAD_ASSETS_EXECUTOR={name!r}: use one of {', '.join(EXECUTORS)}")
-        executor = EXECUTORS[name]
-    return Definitions(
-        executor=executor,
-        assets=[raw_leads, cleaned_leads, lead_features, lead_scoring_model, champion_model, scored_leads,
-                lead_insights],
-        asset_checks=[promotion_gate, *all_checks],
-        sensors=[inbox_sensor, rescore_on_champion_change, champion_promotion],
-        schedules=[retrain_schedule],
-        jobs=[retrain_job, rescore_job],
-        resources={
-            "lead_home": LeadHomeResource(),
-            "io_manager": WarehouseIOManager(),
-            "json_io_manager": JsonIOManagerFactory(),
-            "model_registry": ModelRegistry(),
-            "mlflow": mlflow_tracking.configured({"experiment_name": EXPERIMENT}),
-        },
-    )
+def build_definitions(executor: ExecutorDefinition | None = None) -> Definitions:
+    """The defs folder with ``executor`` (a deployment's Celery or Kubernetes one) or the project's."""
+    project = load_from_defs_folder(path_within_project=PROJECT_ROOT)
+    return Definitions.merge(project, Definitions(executor=executor or project_executor))
 
 
 defs = build_definitions()

@@ -18,9 +18,8 @@ from dagster import AssetKey, build_sensor_context, instance_for_test
 from lead_assets.core import synth, warehouse
 from lead_assets.definitions import defs
 from lead_assets.defs.freshness import rescore_on_champion_change
-from lead_assets.defs.model import ModelRegistry
 from lead_assets.defs.ingest import inbox_sensor
-from lead_assets.defs.resources import LeadHomeResource
+from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 
 PIPELINE = ["raw_leads", "cleaned_leads", "lead_features", "scored_leads"]
 
@@ -111,9 +110,10 @@ def test_mixed_batch_reconciles_every_row(trained):
 
 
 def _rescore_requests(instance, cursor=None):
-    context = build_sensor_context(instance=instance, cursor=cursor,
-                                   resources={"lead_home": LeadHomeResource(), "model_registry": ModelRegistry()})
-    result = rescore_on_champion_change.evaluate_tick(context)
+    home = LeadHomeResource()
+    with build_sensor_context(instance=instance, cursor=cursor,
+                              resources={"lead_home": home, "model_registry": ModelRegistry(lead_home=home)}) as context:
+        result = rescore_on_champion_change.evaluate_tick(context)
     return result.run_requests, result.cursor
 
 
@@ -121,8 +121,8 @@ def test_promotion_and_rollback_rescore_every_day_in_one_run(trained):
     from lead_assets.cli import main
 
     home, instance = trained
-    before = warehouse.read_partitions(home.warehouse, "scored_leads")
-    old = ModelRegistry().champion_version()
+    leads = set(warehouse.read_partitions(home.warehouse, "lead_features")["lead_id"])
+    old = ModelRegistry(lead_home=LeadHomeResource()).champion_version()
     first = run_selection(instance, ["lead_scoring_model"]).output_for_node("lead_scoring_model")["version"]
     _, cursor = _rescore_requests(instance)  # the sensor has seen the current champion
     assert _rescore_requests(instance, cursor)[0] == []
@@ -134,7 +134,7 @@ def test_promotion_and_rollback_rescore_every_day_in_one_run(trained):
     assert rescore_on_champion_change.job_name == "rescore_leads"
     run_selection(instance, ["scored_leads"], request.tags)
     after = warehouse.read_partitions(home.warehouse, "scored_leads")
-    assert len(after) == len(before) and set(after["lead_id"]) == set(before["lead_id"])
+    assert len(after) == len(leads) and set(after["lead_id"]) == leads  # every day with leads, in one run
     assert set(after["model_version"]) == {str(version)}
 
     assert main(["--home", str(home.root), "model", "rollback"]) == 0
@@ -143,7 +143,7 @@ def test_promotion_and_rollback_rescore_every_day_in_one_run(trained):
     assert request.run_key.startswith("rescore-3-")  # a new change, not a repeat of version {old}'s first
     run_selection(instance, ["scored_leads"], request.tags)
     restored = warehouse.read_partitions(home.warehouse, "scored_leads")
-    assert set(restored["model_version"]) == {str(old)} and len(restored) == len(before)
+    assert set(restored["model_version"]) == {str(old)} and set(restored["lead_id"]) == leads
     assert _rescore_requests(instance, cursor)[0] == []
 
 

@@ -92,7 +92,7 @@ def evaluate_csv(path, train_until: str | None = None, config: TrainConfig | Non
         "train_seconds": m["train_seconds"],
         "flag_share": m["flag_share"],
         "cutoff_rule": config.cutoff,
-        "test_months": _test_months(result.holdout, config),
+        "test_months": _test_months(result.holdout.assign(threshold_fixed=result.model.threshold), config),
         "backtest_pooled": {k: result.backtest.pooled.get(k) for k in ("auc", "precision", "recall", "ece", "n")},
         "backtest_months": result.backtest.months,
     }
@@ -100,7 +100,7 @@ def evaluate_csv(path, train_until: str | None = None, config: TrainConfig | Non
 
 
 def _test_months(judged: pd.DataFrame, config: TrainConfig) -> list[dict]:
-    """The test leads month by month, each at its own cut-off."""
+    """The test leads month by month, each at its own cut-off (and at the fixed threshold, to compare)."""
     rows = []
     months = month_of(judged[CREATED_DATE])
     for month in sorted(months.unique()):
@@ -108,5 +108,6 @@ def _test_months(judged: pd.DataFrame, config: TrainConfig) -> list[dict]:
         m = judged_metrics(part, config.ece_bins)
         rows.append({"month": month, "leads": int(m["n"]), "positive_rate": m["positive_rate"], "auc": m["auc"],
                      "precision": m["precision"], "recall": m["recall"], "ece": m["ece"],
-                     "mean_probability": m["mean_probability"]})
+                     "mean_probability": m["mean_probability"], "precision_fixed": m["precision_fixed"],
+                     "recall_fixed": m["recall_fixed"]})
     return rows

@@ -8,6 +8,7 @@ Layout (each entry can be moved with its own environment variable):
         quarantine/               LEAD_ASSETS_QUARANTINE   rejected files + <name>.reason.json
         ledger/                   LEAD_ASSETS_LEDGER       one JSON per inbox file: its fate
         warehouse/                LEAD_ASSETS_WAREHOUSE    Parquet, one file per asset partition
+            model_profiles/<v>.json                        how model version v scored its holdout
         mlflow/mlflow.db          MLFLOW_TRACKING_URI      sqlite tracking store + artifacts
         dagster/                  DAGSTER_HOME             instance, when DAGSTER_HOME is unset
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from upath import UPath
 
 DEFAULT_HOME = ".lead_assets"
+PROFILES = "model_profiles"
 
 
 def as_path(location: str | os.PathLike) -> UPath:
@@ -99,3 +101,8 @@ class LeadHome:
 
 def is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def profile_path(home: LeadHome, version: str) -> UPath:
+    """Where a model version's holdout profile lives: training writes it, drift monitoring reads it."""
+    return home.warehouse / PROFILES / f"{version}.json"

@@ -131,11 +131,12 @@ def _categorical(top: dict[str, float], tail_share: float, tail_count: int, tail
     return _Categorical(np.asarray(names, dtype=object), p / p.sum(), np.asarray(effect, dtype=float), null_rate > 0)
 
 
-def _build_world(profile: dict) -> _World:
+def _build_world(profile: dict, world_seed: int = WORLD_SEED) -> _World:
+    """The effects every lead seed shares; ``world_seed`` draws the tail levels' effects only."""
     missing = [k for k in PROFILE_KEYS if k not in profile]
     if missing:
         raise KeyError(f"synth profile lacks {missing}")
-    world = np.random.default_rng(WORLD_SEED)
+    world = np.random.default_rng(world_seed)
     conversion = profile["conversion"]
     levels = {}
     for column in schema.LEVEL_COLUMNS:

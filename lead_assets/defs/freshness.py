@@ -18,9 +18,8 @@ from dagster import (
 )
 
 from lead_assets.core import warehouse
-from lead_assets.defs.model import ModelRegistry
 from lead_assets.defs.partitions import lead_days
-from lead_assets.defs.resources import LeadHomeResource
+from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 
 SCORED = AssetKey("scored_leads")
 

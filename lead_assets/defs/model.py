@@ -11,7 +11,6 @@ from dagster import (
     AssetIn,
     AutomationCondition,
     Config,
-    ConfigurableResource,
     MetadataValue,
     asset,
     asset_check,
@@ -20,46 +19,13 @@ from pydantic import Field
 
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
 from lead_assets.core.schema import LABEL
-from lead_assets.defs.resources import LeadHomeResource
+from lead_assets.defs.resources import ModelRegistry
 
 MODEL_GROUP = "model"
 
 # A training run (UI, CLI or schedule) whose gate passed is enough: the champion follows, and
 # never when the blocking gate failed.
 PROMOTE_WHEN_GATE_PASSES = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
-
-
-class ModelRegistry(ConfigurableResource):
-    """The MLflow model registry: where the champion lives and how it moves."""
-
-    tracking_uri: str | None = None
-    model_name: str = "lead_scoring"
-
-    def uri(self) -> str:
-        return self.tracking_uri or LeadHomeResource().resolve().mlflow_tracking_uri
-
-    def connect(self) -> None:
-        import mlflow
-
-        mlflow.set_tracking_uri(self.uri())
-
-    def load_champion(self):
-        from lead_assets.core import registry
-
-        self.connect()
-        return registry.load_champion(self.model_name)
-
-    def champion_version(self) -> str | None:
-        from lead_assets.core import registry
-
-        self.connect()
-        return registry.champion_version(self.model_name)
-
-    def set_champion(self, version: str) -> str | None:
-        from lead_assets.core import registry
-
-        self.connect()
-        return registry.set_champion(self.model_name, version)
 
 
 class TrainingConfig(Config):
@@ -188,8 +154,8 @@ def _write_reference_profile(home, result, version: str) -> None:
     import numpy as np
 
     from lead_assets.core import monitoring, warehouse
+    from lead_assets.core.home import profile_path
     from lead_assets.core.scoring import assign_buckets
-    from lead_assets.defs.checks.drift import profile_path
 
     judged = result.holdout
     scored = pd.DataFrame({

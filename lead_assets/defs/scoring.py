@@ -16,8 +16,8 @@ from pydantic import Field
 
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
 from lead_assets.core.schema import CREATED_DATE
-from lead_assets.defs.model import ModelRegistry
 from lead_assets.defs.partitions import lead_days, one_run_per_range
+from lead_assets.defs.resources import ModelRegistry
 
 # Each day's junk cut-off looks at the leads of the days before it (core.cutoff), so a scored day
 # reads the features of its trailing window; those days set cut-offs and are not rescored.

@@ -27,13 +27,11 @@ from lead_assets.core.schema import CREATED_DATE, LEAD_ID, REFERRED, SOURCE_ROW
 from lead_assets.defs import cleaning as cleaning_defs
 from lead_assets.defs import features as features_defs
 from lead_assets.defs import ingest as ingest_defs
-from lead_assets.defs.checks import (
-    all_checks,
-    cleaned_leads_quality,
-    lead_features_schema,
-    raw_leads_quality,
-    scored_leads_quality,
-)
+from lead_assets.defs.checks import all_checks
+from lead_assets.defs.checks.cleaned import cleaned_leads_quality
+from lead_assets.defs.checks.features import lead_features_schema
+from lead_assets.defs.checks.raw import raw_leads_quality
+from lead_assets.defs.checks.scored import scored_leads_quality
 from lead_assets.defs.cleaning import cleaned_leads
 from lead_assets.defs.features import lead_features
 from lead_assets.defs.ingest import PIPELINE, raw_leads
@@ -48,7 +46,7 @@ D5, D6, D7, D8 = "2021-07-05", "2021-07-06", "2021-07-07", "2021-07-08"
 
 
 def resources():
-    return {"lead_home": LeadHomeResource(), "io_manager": WarehouseIOManager()}
+    return {"lead_home": (home := LeadHomeResource()), "io_manager": WarehouseIOManager(lead_home=home)}
 
 
 def range_tags(first, last):

@@ -18,7 +18,7 @@ ASSETS = [raw_leads, cleaned_leads, lead_features]
 
 
 def resources():
-    return {"lead_home": LeadHomeResource(), "io_manager": WarehouseIOManager()}
+    return {"lead_home": (home := LeadHomeResource()), "io_manager": WarehouseIOManager(lead_home=home)}
 
 
 def land(home, name, frame):

@@ -106,11 +106,13 @@ def test_executor_is_chosen_by_configuration(monkeypatch):
     module = runpy.run_path(str(DEPLOY / "definitions.py"))
     executor_from_env = module["executor_from_env"]
     assert executor_from_env({}) is None  # the project's own default
+    default = module["build_deployment_definitions"]({}).resolve_implicit_global_asset_job_def().executor_def
+    assert default.name == "in_process_or_multiprocess"
     for kind in ("multiprocess", "in_process", "celery", "k8s"):
         assert executor_from_env({"LEAD_ASSETS_EXECUTOR": kind}).name == kind
         deployed = module["build_deployment_definitions"]({"LEAD_ASSETS_EXECUTOR": kind})
         assert deployed.resolve_implicit_global_asset_job_def().executor_def.name == kind
-    assert "LEAD_ASSETS_EXECUTOR" not in os.environ, "building the definitions must not leave the variable set"
+    assert "LEAD_ASSETS_EXECUTOR" not in os.environ, "building the definitions must not set the variable"
     with pytest.raises(ValueError, match="LEAD_ASSETS_EXECUTOR"):
         executor_from_env({"LEAD_ASSETS_EXECUTOR": "threads"})
     # workers and runs read the same Celery settings

@@ -38,9 +38,11 @@ def test_training_registers_champion_on_server_and_scoring_loads_it(trained):
     assert ("lead_scoring", "champion", int(trained.version)) in rows, rows
     (source,) = services.mlflow_sql("SELECT source FROM model_versions WHERE name = %s AND version = %s",
                                     ("lead_scoring", int(trained.version)))[0]
-    run = client.get_run(champion.run_id) if champion.run_id else None
-    assert run is None or run.info.status == "FINISHED"
-    assert run is None or run.info.artifact_uri.startswith("mlflow-artifacts:"), (
+    assert champion.run_id, "the champion's model version names no MLflow run"
+    run = client.get_run(champion.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "lead_scoring"
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:"), (
         "artifacts should be proxied by the server, not written by the client: " + run.info.artifact_uri)
 
     # the model files live in the server's artifact store; the client kept no local MLflow state

@@ -5,11 +5,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckSeverity, AssetIn
 
 from lead_assets.core import quality
 from lead_assets.defs.checks.common import daily_check, evaluations
-from lead_assets.defs.cleaning import cleaned_leads
 
 
 @daily_check(
-    asset=cleaned_leads,
+    asset="cleaned_leads",
     blocking=True,
     additional_ins={"raw_leads": AssetIn("raw_leads")},
     description=(

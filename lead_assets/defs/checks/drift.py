@@ -18,19 +18,13 @@ from dagster import (
 )
 
 from lead_assets.core import monitoring
+from lead_assets.core.home import profile_path
 from lead_assets.defs.checks.common import daily_check, latest_materializations
 from lead_assets.defs.resources import LeadHomeResource
-from lead_assets.defs.scoring import scored_leads
-
-PROFILES = "model_profiles"
-
-
-def profile_path(home, version: str):
-    return home.warehouse / PROFILES / f"{version}.json"
 
 
 @daily_check(
-    asset=scored_leads,
+    asset="scored_leads",
     blocking=False,
     additional_ins={"lead_features": AssetIn()},
     description=(

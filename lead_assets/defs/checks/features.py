@@ -5,11 +5,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckSeverity
 
 from lead_assets.core import quality
 from lead_assets.defs.checks.common import daily_check, evaluations
-from lead_assets.defs.features import lead_features
 
 
 @daily_check(
-    asset=lead_features,
+    asset="lead_features",
     blocking=True,
     description=(
         "Great Expectations on each day of lead_features: the columns are the keys, the model's "

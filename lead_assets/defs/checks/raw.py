@@ -5,11 +5,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckSeverity
 
 from lead_assets.core import quality
 from lead_assets.defs.checks.common import daily_check, evaluations
-from lead_assets.defs.ingest import raw_leads
 
 
 @daily_check(
-    asset=raw_leads,
+    asset="raw_leads",
     blocking=True,
     description=(
         "Great Expectations on each day of raw_leads: required columns present; created_date parsed, "

@@ -5,11 +5,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckSeverity
 
 from lead_assets.core import quality
 from lead_assets.defs.checks.common import daily_check, evaluations
-from lead_assets.defs.scoring import scored_leads
 
 
 @daily_check(
-    asset=scored_leads,
+    asset="scored_leads",
     blocking=False,
     description=(
         "Great Expectations on each day of scored_leads: lead_id unique, score in [0, 100], bucket in "

@@ -1,0 +1,135 @@
+"""The live system on the real CodePro history: what a first deployment does, end to end.
+
+`lead-assets init` and `dg dev` on a free loopback port (as `make dev`); the labelled leads up to
+2021-12-31 are dropped in the inbox and ingested through lead_features with no champion yet (no
+red runs); `dg launch --assets lead_scoring_model` with its defaults judges the recipe on monthly
+backtests and its gate promotes a champion with no further click; the 2022 leads, dropped
+without their labels, are scored, and their withheld labels show precision >= 0.65 and recall
+>= 0.75 for "not junk". Skips when the real file is absent. Takes a few minutes.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lead_assets_tests.test_served import free_port, graphql
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = "leads_labelled_2021-07_2022-02.csv"
+CUT = "2021-12-31"
+FAILED_RUNS = '{ runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { results { runId jobName } } } }'
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _wait(what: str, ready, process, timeout: float, every: float = 3.0):
+    deadline = time.time() + timeout
+    while True:
+        value = ready()
+        if value:
+            return value
+        if process.poll() is not None:
+            pytest.fail(f"dg dev exited with {process.returncode} while waiting for {what}")
+        if time.time() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def _drop(home, name: str, frame: pd.DataFrame) -> None:
+    """Written beside the inbox, then moved in whole: what an export job does."""
+    staging = Path(str(home.root)) / "staging"
+    staging.mkdir(exist_ok=True)
+    frame.to_csv(staging / name, index=False)
+    os.replace(staging / name, Path(str(home.inbox)) / name)
+
+
+def _partitions(home, asset: str) -> set[str]:
+    from lead_assets.core import warehouse
+
+    return set(warehouse.existing_partitions(home.warehouse, asset))
+
+
+@pytest.fixture
+def live(codepro, lead_home, tmp_path):
+    port = free_port()
+    env = dict(os.environ, LEAD_ASSETS_HOME=str(lead_home.root), DAGSTER_HOME=str(tmp_path / "dagster"))
+    subprocess.run([_bin("lead-assets"), "init"], env=env, check=True, capture_output=True, cwd=ROOT)
+    process = subprocess.Popen([_bin("dg"), "dev", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait("the UI", lambda: _answers(port), process, 240, every=1)
+        yield process, port, env, lead_home, codepro
+    finally:
+        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=grace)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(graphql(port, "{ assetNodes { id } }")["assetNodes"])
+    except Exception:
+        return False
+
+
+def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
+    import mlflow
+
+    from lead_assets.core import registry, warehouse
+
+    process, port, env, home, codepro = live
+    raw = pd.read_csv(codepro / REAL, dtype=str, keep_default_na=False)
+    raw = raw.drop(columns=[c for c in raw.columns if c.startswith("Unnamed") or c == ""])
+    raw.insert(0, "lead_id", [f"real-{i}" for i in range(len(raw))])
+    created = pd.to_datetime(raw["created_date"])
+    history, later = raw[created <= f"{CUT} 23:59:59"], raw[created > f"{CUT} 23:59:59"]
+    history_days = set(created[created <= f"{CUT} 23:59:59"].dt.strftime("%Y-%m-%d"))
+    later_days = set(created[created > f"{CUT} 23:59:59"].dt.strftime("%Y-%m-%d"))
+
+    _drop(home, "history_to_2021-12-31.csv", history)
+    _wait("the history in lead_features", lambda: history_days <= _partitions(home, "lead_features"), process, 900)
+    assert not _partitions(home, "scored_leads")  # no champion yet: nothing scored, nothing failed
+
+    launched = subprocess.run([_bin("dg"), "launch", "--assets", "lead_scoring_model"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=900)
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+
+    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
+    champion = _wait("a champion promoted by the gate", lambda: registry.champion_version("lead_scoring"),
+                     process, 300)
+    _drop(home, "leads_2022_unlabelled.csv", later.drop(columns=["app_complete_flag"]))
+
+    def scored_2022():
+        if not later_days <= _partitions(home, "scored_leads"):
+            return None
+        frame = warehouse.read_partitions(home.warehouse, "scored_leads", sorted(later_days))
+        return (frame,) if len(frame) >= len(later) * 0.99 and set(frame["model_version"]) == {champion} else None
+
+    (scored,) = _wait("the 2022 leads scored by the champion", scored_2022, process, 900)
+    labels = later.set_index("lead_id")["app_complete_flag"].astype(int)
+    scored = scored[scored["lead_id"].isin(labels.index)]
+    y = labels.loc[scored["lead_id"]].to_numpy()
+    flagged = (scored["bucket"] != "junk").to_numpy()
+    precision, recall = (flagged & (y == 1)).sum() / flagged.sum(), (flagged & (y == 1)).sum() / y.sum()
+    print(json.dumps({"champion": champion, "leads_2022": int(len(scored)), "precision": round(precision, 4),
+                      "recall": round(recall, 4)}))
+    assert len(scored) >= 0.99 * len(later)
+    assert precision >= 0.65 and recall >= 0.75, (precision, recall)
+    assert scored["cutoff_rule"].str.startswith("top ").mean() > 0.95
+    history_scored = warehouse.read_partitions(home.warehouse, "scored_leads", sorted(history_days)[-5:])
+    assert set(history_scored["model_version"]) == {champion}  # the first promotion scored every day
+    failed = graphql(port, FAILED_RUNS)["runsOrError"]["results"]
+    assert failed == [], failed
