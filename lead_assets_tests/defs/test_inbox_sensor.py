@@ -5,7 +5,7 @@ import os
 import time
 
 import pandas as pd
-from dagster import build_sensor_context
+from dagster import AssetMaterialization, build_sensor_context
 
 from lead_assets.core import inbox
 from lead_assets.defs.ingest import inbox_sensor
@@ -35,11 +35,22 @@ def test_files_of_one_tick_become_one_run_over_their_range(lead_home, instance):
     (request,) = result.run_requests
     assert request.tags["dagster/asset_partition_range_start"] == "2021-07-05"
     assert request.tags["dagster/asset_partition_range_end"] == "2021-08-01"
-    assert {k.to_user_string() for k in request.asset_selection} == {
-        "raw_leads", "cleaned_leads", "lead_features", "scored_leads"}
     assert len(inbox.landed_entries(lead_home)) == 2 and not any(lead_home.inbox.iterdir())
     again, _ = tick(instance, cursor)
     assert not again.run_requests
+
+
+def test_before_the_first_champion_the_inbox_run_stops_at_features(lead_home, instance):
+    """Scoring without a champion fails every run: until one exists, ingest through lead_features."""
+    drop(lead_home, "a.csv", raw_leads(3, "2021-07-05"))
+    result, cursor = tick(instance)
+    (request,) = result.run_requests
+    assert {k.to_user_string() for k in request.asset_selection} == {"raw_leads", "cleaned_leads", "lead_features"}
+    instance.report_runless_asset_event(AssetMaterialization("champion_model"))
+    drop(lead_home, "b.csv", raw_leads(3, "2021-07-06", seed=1))
+    (request,) = tick(instance, cursor)[0].run_requests
+    assert {k.to_user_string() for k in request.asset_selection} == {
+        "raw_leads", "cleaned_leads", "lead_features", "scored_leads"}
 
 
 def test_a_file_still_being_written_waits(lead_home, instance):
