@@ -279,19 +279,26 @@ def refuse_link(home: LeadHome, link: UPath) -> LedgerEntry:
     return entry
 
 
-def withdraw(home: LeadHome, key: str, reason: str) -> LedgerEntry:
-    """Take a landed file back: its leads leave every day it touched at the next run of those days.
-
-    ``key`` is the file's sha256 (or a unique prefix of it) or its original name. The landed
-    file moves to ``quarantine/`` with rule ``withdrawn`` (nothing is deleted); the index gets
-    a new sequence number, so the inbox sensor re-runs the file's days without it.
-    """
+def find_landed(home: LeadHome, key: str) -> IndexRecord:
+    """The one landed file whose sha256 starts with ``key`` or whose original name is ``key``."""
     matches = [e for e in landed_entries(home) if e.sha256.startswith(key.lower()) or e.file == key]
     if len(matches) != 1:
         found = ", ".join(f"{e.file} ({e.sha256[:12]})" for e in matches[:5])
         raise ValueError(f"{key!r} matches {len(matches)} landed files" + (f": {found}" if found else ""))
-    entry = read_entry(home, matches[0].sha256) or matches[0]
+    return matches[0]
+
+
+def withdraw(home: LeadHome, key: str, reason: str, also_days: dict[str, int] | None = None) -> LedgerEntry:
+    """Take a landed file back: its leads leave every day it touched at the next run of those days.
+
+    ``key`` is the file's sha256 (or a unique prefix of it) or its original name. The landed
+    file moves to ``quarantine/`` with rule ``withdrawn`` (nothing is deleted); the index gets
+    a new sequence number, so the inbox sensor re-runs the file's days (and ``also_days``, days
+    where another file's copy of its leads now wins) without it.
+    """
+    entry = read_entry(home, find_landed(home, key).sha256)
     landed = home.landing / entry.landed_as
+    entry.days = {**(also_days or {}), **entry.days}
     entry.status, entry.rule = "withdrawn", "withdrawn"
     entry.detail = reason or "withdrawn by an operator"
     entry.received_at = _now()

@@ -131,7 +131,10 @@ def detect_format(path: UPath, name: str | None = None) -> FileFormat:
         with _open_binary(path) as handle:
             head = handle.read(64 * 1024)
             compressed = isinstance(handle, gzip.GzipFile)
-    except (OSError, EOFError) as exc:
+    except (EOFError, zlib.error) as exc:
+        raise LeadFileError(name, "truncated_file",
+                            f"the compressed file ends early or is corrupt ({exc}); send it again") from exc
+    except OSError as exc:
         raise LeadFileError(name, "unreadable_file", f"cannot read the file: {exc}") from exc
     if not head.strip():
         raise LeadFileError(name, "empty_file", "the file is empty")
@@ -351,7 +354,7 @@ def parse_lead_file(
     if duplicate.any():
         first_row = pd.Series(source_row, index=typed.index).where(valid).groupby(ids).transform("first")
         reasons.add_detail(duplicate, "duplicate_in_file", LEAD_ID,
-                           "same lead as row " + first_row.astype("int64").astype(str).to_numpy())
+                           "same lead as row " + first_row.fillna(0).astype("int64").astype(str).to_numpy())
 
     typed["source_file"] = name
     typed["source_sha256"] = sha256
@@ -373,9 +376,10 @@ def lead_ids(typed: pd.DataFrame) -> np.ndarray:
     for column in schema.LEVEL_COLUMNS:
         parts[column] = typed[column].fillna("").astype(str)
     for column in schema.numeric_columns():
-        # An optional column an export leaves out means "none": the same as an empty or 0 cell.
-        missing = 0.0 if column in optional else -1.0
-        parts[column] = typed[column].fillna(missing).astype("float64")
+        value = typed[column].astype("float64")
+        if column in optional:  # an export that leaves the column out means 0: as empty, as before
+            value = value.mask(value == 0.0)
+        parts[column] = value.fillna(-1.0)
     hashed = pd.util.hash_pandas_object(parts, index=False, hash_key=_LEAD_ID_HASH_KEY).to_numpy()
     return np.char.mod("%016x", hashed.astype(np.uint64)) if len(hashed) else np.array([], dtype=str)
 

@@ -22,7 +22,8 @@ import pandas as pd
 
 from lead_assets.core import warehouse
 from lead_assets.core.home import LeadHome
-from lead_assets.core.inbox import IndexRecord, files_for_days, landed_entries
+from lead_assets.core.inbox import IndexRecord, LedgerEntry, files_for_days, find_landed, landed_entries
+from lead_assets.core.inbox import withdraw as inbox_withdraw
 from lead_assets.core.ingest import REJECTED_COLUMNS, ParsedFile, parse_lead_file
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 
@@ -48,15 +49,30 @@ def load_parsed(home: LeadHome, entry: IndexRecord, first_day: date, today: date
     return parsed
 
 
-def forget_parsed(home: LeadHome, sha256: str) -> None:
-    """Drop the cached parse of a withdrawn file (it is derived data)."""
-    folder = home.warehouse / PARSED
-    if folder.exists():
-        for day_folder in folder.iterdir():
-            for part in ("accepted", "rejected"):
-                path = day_folder / f"{sha256}.{part}.parquet"
-                if path.exists():
-                    path.unlink()
+def withdraw(home: LeadHome, key: str, reason: str, first_day: date, today: date) -> LedgerEntry:
+    """Withdraw a landed file (see ``inbox.withdraw``) and forget what was derived from it.
+
+    Days where another file holds a copy of one of its explicit lead ids re-run too: with the
+    withdrawn copy gone, that copy may now be the first landed one.
+    """
+    entry = find_landed(home, key)
+    shared: dict[str, int] = {}
+    if entry.lead_ids_given and (home.landing / entry.landed_as).exists():
+        ids = set(load_parsed(home, entry, first_day, today).accepted[LEAD_ID])
+        for other in landed_entries(home):
+            if other.sha256 == entry.sha256 or not other.lead_ids_given:
+                continue
+            if not (home.landing / other.landed_as).exists():
+                continue
+            accepted = load_parsed(home, other, first_day, today).accepted
+            for day in _day(accepted[accepted[LEAD_ID].isin(ids).to_numpy()]).unique():
+                shared[day] = 0
+    withdrawn = inbox_withdraw(home, entry.sha256, reason, also_days=shared)
+    for path in [_cache(home, first_day, entry.sha256, p) for p in ("accepted", "rejected")] + [
+            warehouse.partition_path(home.warehouse, "rejected_leads/undated", entry.sha256)]:
+        if path.exists():
+            path.unlink()
+    return withdrawn
 
 
 @dataclass
