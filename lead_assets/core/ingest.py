@@ -259,7 +259,12 @@ class ParsedFile:
 REJECTED_COLUMNS = ("source_file", "source_sha256", "source_row", "day", "rule", "column", "detail", "raw")
 
 
-def read_raw_strings(path: UPath, fmt: FileFormat, name: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def read_raw_strings(path: UPath, fmt: FileFormat) -> pd.DataFrame:
+    """The file as strings, one row per record (fields beyond the header are dropped)."""
+    return read_raw_rows(path, fmt)[0]
+
+
+def read_raw_rows(path: UPath, fmt: FileFormat, name: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The file as strings, one row per record, and how many fields each row has beyond the header.
 
     The C parser refuses a file with one long row, so it reads into more columns than the
@@ -303,7 +308,7 @@ def parse_lead_file(
     (such rows are kept per file, see ``raw_leads``).
     """
     fmt = fmt or detect_format(path, name)
-    text, extra_fields = read_raw_strings(path, fmt, name)
+    text, extra_fields = read_raw_rows(path, fmt, name)
     rows = len(text)
     source_row = np.arange(2, rows + 2)
     reasons = _RowReasons(rows)

@@ -15,6 +15,7 @@ the wrong copy (``lead-assets withdraw``): its days and the days it shared leads
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -34,16 +35,17 @@ def _cache(home: LeadHome, first_day: date, sha256: str, part: str):
     return home.warehouse / PARSED / first_day.isoformat() / f"{sha256}.{part}.parquet"
 
 
-def load_parsed(home: LeadHome, entry: IndexRecord, first_day: date, today: date) -> ParsedFile:
-    """The full parse of one landed file, computed once and then read back."""
+def load_parsed(home: LeadHome, entry: IndexRecord, first_day: date, today: date,
+                parse: Callable[..., ParsedFile] = parse_lead_file) -> ParsedFile:
+    """The full parse of one landed file, computed once (by ``parse``) and then read back."""
     accepted_path = _cache(home, first_day, entry.sha256, "accepted")
     rejected_path = _cache(home, first_day, entry.sha256, "rejected")
     if accepted_path.exists() and rejected_path.exists():
         accepted = warehouse.read_parquet(accepted_path)
         rejected = warehouse.read_parquet(rejected_path)
         return ParsedFile(accepted, rejected, entry.rows_read)
-    parsed = parse_lead_file(home.landing / entry.landed_as, name=entry.file, sha256=entry.sha256,
-                             first_day=first_day, today=today)
+    parsed = parse(home.landing / entry.landed_as, name=entry.file, sha256=entry.sha256,
+                   first_day=first_day, today=today)
     warehouse.atomic_write_bytes(rejected_path, warehouse.frame_to_parquet_bytes(parsed.rejected))
     warehouse.atomic_write_bytes(accepted_path, warehouse.frame_to_parquet_bytes(parsed.accepted))
     return parsed
@@ -90,8 +92,13 @@ def _day(frame: pd.DataFrame) -> pd.Series:
     return frame[CREATED_DATE].dt.strftime("%Y-%m-%d")
 
 
-def leads_for_days(home: LeadHome, days: list[str], first_day: date, today: date) -> DayLeads:
-    """Accepted leads of every landed file for ``days`` (first landed copy wins) and the rejected rows."""
+def leads_for_days(home: LeadHome, days: list[str], first_day: date, today: date,
+                   parse: Callable[..., ParsedFile] = parse_lead_file) -> DayLeads:
+    """Accepted leads of every landed file for ``days`` (first landed copy wins) and the rejected rows.
+
+    ``parse`` turns a landed file into accepted and rejected rows (``parse_lead_file``; the
+    Dagster layer passes its own reference so a run can be given another parser).
+    """
     wanted = set(days)
     kept, rejected, files, missing = [], [], [], []
     entries = files_for_days(home, days)
@@ -99,7 +106,7 @@ def leads_for_days(home: LeadHome, days: list[str], first_day: date, today: date
         if not (home.landing / entry.landed_as).exists():  # recorded, not yet moved: its landing re-runs
             missing.append(entry.file)
             continue
-        parsed = load_parsed(home, entry, first_day, today)
+        parsed = load_parsed(home, entry, first_day, today, parse)
         in_run = _day(parsed.accepted).isin(wanted).to_numpy()
         kept.append(parsed.accepted[in_run].assign(_seq=entry.seq))
         rejected.append(parsed.rejected[parsed.rejected["day"].isin(wanted) | parsed.rejected["day"].isna()])

@@ -20,7 +20,7 @@ from dagster import (
 
 from lead_assets.core import inbox, landed, warehouse
 from lead_assets.core.home import LeadHome
-from lead_assets.core.ingest import REJECTED_COLUMNS
+from lead_assets.core.ingest import REJECTED_COLUMNS, parse_lead_file
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 from lead_assets.defs.partitions import lead_days, one_run_per_range
 from lead_assets.defs.resources import LeadHomeResource
@@ -49,7 +49,7 @@ def _write_rejected(home: LeadHome, days: list[str], rejected: pd.DataFrame) -> 
 def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> pd.DataFrame:
     home = lead_home.resolve()
     days = list(context.partition_keys)
-    found = landed.leads_for_days(home, days, lead_home.first_date, lead_home.today())
+    found = landed.leads_for_days(home, days, lead_home.first_date, lead_home.today(), parse=parse_lead_file)
     leads = found.leads if found.leads is not None else _empty_raw()
     _write_rejected(home, days, found.rejected)
     rejects = found.rejected
@@ -95,7 +95,7 @@ def inbox_run_request(entries: list[inbox.IndexRecord], score: bool = True) -> R
     dated = [e for e in entries if e.days]
     first = min(e.first_day for e in dated)
     last = max(e.last_day for e in dated)
-    key = "ingest-" + "-".join(str(e.seq) for e in sorted(entries, key=lambda e: e.seq))[:200]
+    key = "ingest-" + "-".join(sorted(str(e.seq) if e.seq is not None else e.sha256[:16] for e in entries))[:200]
     keys = (*INGEST_ONLY, "scored_leads") if score else INGEST_ONLY
     return RunRequest(
         run_key=key,

@@ -5,6 +5,7 @@ from datetime import date
 import pandas as pd
 
 from lead_assets.core import inbox, landed
+from lead_assets.core.ingest import parse_lead_file
 from lead_assets_tests.factories import raw_leads
 
 FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
@@ -55,13 +56,16 @@ def test_the_same_lead_in_two_files_of_one_day_is_accounted_for(lead_home):
     assert set(found.rejected["source_file"]) == {"b.csv"}
 
 
-def test_each_landed_file_is_parsed_once(lead_home, monkeypatch):
+def test_each_landed_file_is_parsed_once(lead_home):
     frame = pd.concat([raw_leads(3, f"2021-07-{d:02d}", seed=d) for d in range(1, 11)], ignore_index=True)
     _land(lead_home, "ten_days.csv", frame)
     calls = []
-    real = landed.parse_lead_file
-    monkeypatch.setattr(landed, "parse_lead_file", lambda *a, **k: calls.append(1) or real(*a, **k))
-    per_day = [len(_leads(lead_home, f"2021-07-{d:02d}").leads) for d in range(1, 11)]
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return parse_lead_file(*args, **kwargs)
+    per_day = [len(landed.leads_for_days(lead_home, [f"2021-07-{d:02d}"], FIRST, TODAY, parse=counting).leads)
+               for d in range(1, 11)]
     assert per_day == [3] * 10 and len(calls) == 1
 
 
