@@ -79,9 +79,9 @@ def withdraw(home: LeadHome, key: str, reason: str, first_day: date, today: date
 
 @dataclass
 class DayLeads:
-    """What ``raw_leads`` writes for a set of days."""
+    """What ``raw_leads`` writes for a set of days (``leads`` is None when no file has any)."""
 
-    leads: pd.DataFrame
+    leads: pd.DataFrame | None
     rejected: pd.DataFrame
     files: list[dict]
     not_yet_landed: list[str]
@@ -120,10 +120,12 @@ def leads_for_days(home: LeadHome, days: list[str], first_day: date, today: date
     winners = leads[~later].set_index(LEAD_ID)
     copies = [_as_rejected(leads[later], winners.loc[leads[later][LEAD_ID]])]
     leads = leads[~later]
-    earlier = _earlier_copies(home, leads, wanted, first_day, today).set_index(LEAD_ID)
-    beaten = leads[LEAD_ID].map(earlier["_seq"]).lt(leads["_seq"]).to_numpy()
-    copies.append(_as_rejected(leads[beaten], earlier.loc[leads[beaten][LEAD_ID]]))
-    leads = leads[~beaten].drop(columns="_seq").reset_index(drop=True)
+    if any(e.lead_ids_given for e in entries):  # a derived id holds its day: only given ids can move
+        earlier = _earlier_copies(home, leads, wanted, first_day, today).set_index(LEAD_ID)
+        beaten = leads[LEAD_ID].map(earlier["_seq"]).lt(leads["_seq"]).to_numpy()
+        copies.append(_as_rejected(leads[beaten], earlier.loc[leads[beaten][LEAD_ID]]))
+        leads = leads[~beaten]
+    leads = leads.drop(columns="_seq").reset_index(drop=True)
     return DayLeads(leads, _concat(rejected + copies), files, missing, sum(len(c) for c in copies))
 
 
