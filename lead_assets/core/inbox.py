@@ -244,10 +244,16 @@ def _receive(home: LeadHome, path: UPath, first_day: date, today: date) -> Ledge
     entry.landed_as = target.name
     record(home, entry)  # intent first: a crash before the move leaves the file in the inbox
     write_entry(home, entry, key=sha)
-    if target.exists():  # landed before, but its ledger entry was lost: the content is there
-        path.unlink()
-    else:
-        _move(path, target)
+    try:
+        if target.exists():  # landed before, but its ledger entry was lost: the content is there
+            path.unlink()
+        else:
+            _move(path, target)
+    except Exception:
+        entry.status = "not_landed"  # the move failed: take the intent back, receive() quarantines
+        record(home, entry)
+        (home.ledger / f"{sha}.json").unlink()
+        raise
     return entry
 
 

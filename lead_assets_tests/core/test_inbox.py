@@ -156,6 +156,20 @@ def test_any_unexpected_error_quarantines_that_file_only(lead_home, monkeypatch)
     assert _reasons(lead_home) == {"odd.csv": "receive_failed"}
 
 
+def test_a_move_to_landing_that_fails_quarantines_the_file_and_takes_the_intent_back(lead_home, monkeypatch):
+    real = inbox._move
+
+    def refuse_landing(source, target):
+        if target.parent.path == lead_home.landing.path:
+            raise PermissionError(13, "Permission denied")
+        return real(source, target)
+    monkeypatch.setattr(inbox, "_move", refuse_landing)
+    entry = inbox.receive(lead_home, _drop(lead_home, "a.csv"), FIRST, TODAY)
+    assert (entry.status, entry.rule) == ("quarantined", "receive_failed") and "Permission" in entry.detail
+    assert inbox.landed_entries(lead_home) == [] and _reasons(lead_home) == {"a.csv": "receive_failed"}
+    assert [json.loads(p.read_text())["status"] for p in lead_home.ledger.glob("*.json")] == ["quarantined"]
+
+
 # ------------------------------------------------------------------- crashes and races lose nothing
 @pytest.mark.parametrize("step", ["write_entry", "_move"])
 def test_a_crash_between_ledger_and_move_loses_nothing(lead_home, monkeypatch, step):
