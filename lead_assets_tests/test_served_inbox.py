@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -29,20 +30,11 @@ def _train_champion(home):
 
     history = synth.generate_leads("2021-07-01", 40, 150, seed=21, labelled=True)
     synth.write_daily_files(history, home.inbox.path, prefix="history")
+    today = datetime.now(timezone.utc).date()
     for candidate in inbox.list_candidates(home.inbox)[0]:
-        inbox.receive(home, candidate.path, synth_first(), today())
+        inbox.receive(home, candidate.path, date(2021, 7, 1), today)
     materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], "2021-07-01", "2021-08-09")
     materialize_selection(["lead_scoring_model", "champion_model"])
-
-
-def synth_first():
-    from datetime import date
-    return date(2021, 7, 1)
-
-
-def today():
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc).date()
 
 
 def _batch() -> dict[str, bytes]:
