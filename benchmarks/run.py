@@ -25,9 +25,11 @@ from benchmarks.model_real import bench_model_real
 
 SIZES = {
     "full": {"score_rows": 1_000_000, "train_rows": 240_000, "backfill_days": 240, "backfill_per_day": 1000,
-             "drop_rows": 10_000, "drops": 5, "repeats": 3, "history_days": 120, "history_per_day": 500},
+             "drop_rows": 10_000, "drops": 5, "repeats": 3, "history_days": 120, "history_per_day": 500,
+             "tick_history": 20_000, "tick_repeats": 5, "tick_big_rows": 1_000_000},
     "quick": {"score_rows": 5_000, "train_rows": 6_000, "backfill_days": 40, "backfill_per_day": 150,
-              "drop_rows": 500, "drops": 1, "repeats": 1, "history_days": 40, "history_per_day": 150},
+              "drop_rows": 500, "drops": 1, "repeats": 1, "history_days": 40, "history_per_day": 150,
+              "tick_history": 200, "tick_repeats": 2, "tick_big_rows": 10_000},
 }
 
 
@@ -342,6 +344,119 @@ def one_drop(home: Path, day: date, rows: int, seed: int, breakdowns: list) -> f
     return total
 
 
+# ------------------------------------------------------------------- inbox sensor tick (7)
+TICK = """
+import json, os, time, hashlib
+from dataclasses import asdict
+from pathlib import Path
+from dagster import build_sensor_context, instance_for_test
+from lead_assets.core import inbox, synth
+from lead_assets.core.home import LeadHome
+from lead_assets.defs.ingest import inbox_sensor
+from lead_assets.defs.resources import LeadHomeResource
+
+home = LeadHome.resolve().ensure()
+history = {history}
+template = synth.generate_leads("2021-07-01", 1, 20, seed=1, labelled=False)
+
+def landed_history(count):
+    # what `count` earlier landings leave behind: a landed file, a ledger JSON and an index line each
+    if not count:
+        return
+    (home.inbox / "seed.csv").write_bytes(template.to_csv(index=False).encode())
+    seed = inbox.receive(home, home.inbox / "seed.csv", synth_first, today)
+    data = (home.landing / seed.landed_as).read_bytes()
+    lines = []
+    for i in range(1, count):
+        sha = hashlib.sha256(f"history{{i}}".encode()).hexdigest()
+        entry = inbox.LedgerEntry(**{{**asdict(seed), "sha256": sha, "file": f"h{{i}}.csv", "landed_as": f"{{sha}}.csv",
+                                     "seq": seed.seq + i}})
+        (home.landing / entry.landed_as).write_bytes(data)
+        (home.ledger / f"{{sha}}.json").write_text(json.dumps(asdict(entry)))
+        lines.append(json.dumps({{k: getattr(entry, k) for k in inbox.INDEX_FIELDS}}) + "\\n")
+    with open((home.ledger / inbox.INDEX).path, "a") as handle:
+        handle.writelines(lines)
+
+from datetime import date
+synth_first, today = date(2021, 7, 1), date.today()
+landed_history(history)
+resources = {{"lead_home": LeadHomeResource(settle_seconds=0)}}
+with instance_for_test(overrides={{"telemetry": {{"enabled": False}}}}) as instance:
+    result = inbox_sensor(build_sensor_context(instance=instance, resources=resources))  # catch up once
+    cursor = result.cursor
+    idle, new = [], []
+    for i in range({repeats}):
+        started = time.perf_counter()
+        result = inbox_sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+        idle.append(time.perf_counter() - started)
+        assert not result.run_requests
+        path = home.inbox / f"new{{i}}.csv"
+        path.write_bytes(template.assign(city_mapped=f"c{{i}}").to_csv(index=False).encode())
+        os.utime(path.path, (time.time() - 10, time.time() - 10))
+        started = time.perf_counter()
+        result = inbox_sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+        new.append(time.perf_counter() - started)
+        assert len(result.run_requests) == 1
+        cursor = result.cursor
+RESULT = {{"idle": sorted(idle), "new": sorted(new), "landed": len(inbox.landed_entries(home))}}
+"""
+
+
+TICK_BIG = """
+import os, time
+from dagster import build_sensor_context, instance_for_test
+from lead_assets.core import synth
+from lead_assets.core.home import LeadHome
+from lead_assets.defs.ingest import inbox_sensor
+from lead_assets.defs.resources import LeadHomeResource
+
+home = LeadHome.resolve().ensure()
+rows = {rows}
+template = synth.generate_leads("2021-07-01", 1, 1, seed=1, labelled=False)
+header = ",".join(template.columns)
+row = template.iloc[0].astype(str).replace("nan", "").tolist()
+at = list(template.columns).index("created_date")
+path = home.inbox / "export.csv"
+with open(path.path, "w") as handle:
+    handle.write(header + "\\n")
+    for i in range(rows):
+        row[at] = f"2021-{{7 + i % 5:02d}}-{{1 + i % 28:02d}} {{i % 24:02d}}:{{i % 60:02d}}:{{(i // 60) % 60:02d}}"
+        handle.write(",".join(row) + "\\n")
+os.utime(path.path, (time.time() - 10, time.time() - 10))
+with instance_for_test(overrides={{"telemetry": {{"enabled": False}}}}) as instance:
+    started = time.perf_counter()
+    result = inbox_sensor(build_sensor_context(instance=instance, resources={{"lead_home": LeadHomeResource()}}))
+    seconds = time.perf_counter() - started
+assert len(result.run_requests) == 1
+RESULT = {{"seconds": seconds, "bytes": os.path.getsize((home.landing / os.listdir(home.landing.path)[0]).path)}}
+"""
+
+
+def bench_tick(size: dict, work: Path) -> list[Result]:
+    """One sensor tick with no history and with many files already landed: the cost follows new data."""
+    results = []
+    for history in (0, size["tick_history"]):
+        progress(f"inbox tick with {history:,} files already landed")
+        home = work / f"tick_{history}"
+        found = run_python(TICK.format(history=history, repeats=size["tick_repeats"]), env=env_for(home))
+        mid = len(found["idle"]) // 2
+        results += [
+            Result("Inbox sensor tick", f"idle tick, {history:,} files landed", found["idle"][mid] * 1000, "ms",
+                   [v * 1000 for v in found["idle"]]),
+            Result("Inbox sensor tick", f"tick landing one new 20-lead file, {history:,} files landed",
+                   found["new"][mid] * 1000, "ms", [v * 1000 for v in found["new"]], "< 1,000 ms",
+                   found["new"][mid] < 1.0),
+        ]
+    progress(f"inbox tick landing one {size['tick_big_rows']:,}-row file")
+    big = [run_python(TICK_BIG.format(rows=size["tick_big_rows"]), env=env_for(work / f"tick_big_{i}"))
+           for i in range(size["repeats"])]
+    seconds = sorted(b["seconds"] for b in big)
+    results.append(Result("Inbox sensor tick", f"tick landing one {size['tick_big_rows']:,}-row file "
+                          f"({big[0]['bytes'] / 1e6:.0f} MB)", seconds[len(seconds) // 2], "s", seconds,
+                          "< 60 s (sensor timeout)", seconds[len(seconds) // 2] < 60))
+    return results
+
+
 # ----------------------------------------------------------------------- suite and demo (6)
 def bench_wall_times(work: Path) -> list[Result]:
     progress("wall time: pytest (make test without the install step)")
@@ -359,7 +474,7 @@ def bench_wall_times(work: Path) -> list[Result]:
     ]
 
 
-SECTIONS = ("training", "scoring", "model", "backfill", "drop", "wall")
+SECTIONS = ("training", "scoring", "model", "backfill", "drop", "tick", "wall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_backfill(size, work)
         if "drop" in only:
             results += bench_drop(size, work)
+        if "tick" in only:
+            results += bench_tick(size, work)
         if "wall" in only and not args.quick:
             results += bench_wall_times(work)
     finally:

@@ -1,4 +1,4 @@
-"""``lead-assets``: generate, land, demo, query, leads, evaluate, model.
+"""``lead-assets``: generate, land, withdraw, demo, query, leads, evaluate, model.
 
 Every command fails with one clear line and a non-zero exit on bad input, never a traceback.
 """
@@ -11,7 +11,8 @@ import warnings
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-VIEWS = ("raw_leads", "cleaned_leads", "lead_features", "scored_leads", "rejected_leads", "ingest_log")
+from lead_assets.views import VIEWS, print_frame, run_query
+
 
 
 class CommandError(Exception):
@@ -77,59 +78,26 @@ def cmd_land(args) -> int:
         inbox.refuse_link(home, link)
     for candidate in candidates:
         entry = inbox.receive(home, candidate.path, first_day, today)
-        print(f"{entry.file}: {entry.status}" + (f" ({entry.rule}: {entry.detail})" if entry.rule else ""))
+        if entry is not None:
+            print(f"{entry.file}: {entry.status}" + (f" ({entry.rule}: {entry.detail})" if entry.rule else ""))
+    return 0
+
+
+def cmd_withdraw(args) -> int:
+    """Take a landed file back; the inbox sensor re-runs its days without it."""
+    from lead_assets.core import landed
+
+    home = _require_home(args)
+    first_day = date.fromisoformat(os.environ.get("LEAD_ASSETS_START_DATE", "2021-07-01"))
+    entry = landed.withdraw(home, args.file, args.reason, first_day, datetime.now(timezone.utc).date())
+    days = sorted(entry.days)
+    print(f"{entry.file} ({entry.sha256[:12]}) withdrawn to {home.quarantine / entry.landed_as}; "
+          f"{len(days)} day(s) {days[0] if days else ''}..{days[-1] if days else ''} re-run at the next "
+          "inbox_sensor tick (or: dagster asset materialize --select raw_leads+ --partition-range ...)")
     return 0
 
 
 # ------------------------------------------------------------------------------------- query
-def connect(home):
-    """DuckDB over the warehouse files: one view per asset, plus rejected rows and the ledger."""
-    import duckdb
-
-    con = duckdb.connect()
-    available = []
-    for view in VIEWS[:5]:
-        folders = [home.warehouse / view] + ([home.warehouse / view / "undated"] if view == "rejected_leads" else [])
-        globs = [f"'{f}/*.parquet'" for f in folders if f.exists() and any(f.glob("*.parquet"))]
-        if globs:
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{', '.join(globs)}], union_by_name=true)")
-            available.append(view)
-    if home.ledger.exists() and any(home.ledger.glob("*.json")):
-        con.execute(f"CREATE VIEW ingest_log AS SELECT * FROM read_json_auto('{home.ledger}/*.json', union_by_name=true)")
-        available.append("ingest_log")
-    return con, available
-
-
-def run_query(home, sql: str):
-    import duckdb
-
-    con, available = connect(home)
-    try:
-        return con.execute(sql).fetchdf()
-    except duckdb.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise CommandError(f"query failed: {first} (views with data: {', '.join(available) or 'none'})") from exc
-
-
-def print_frame(frame, fmt: str) -> None:
-    if fmt == "csv":
-        frame.to_csv(sys.stdout, index=False)
-    elif fmt == "json":
-        print(frame.to_json(orient="records", date_format="iso", indent=1))
-    elif frame.empty:
-        print("(no rows)")
-    else:
-        with_pandas_display(frame)
-
-
-def with_pandas_display(frame) -> None:
-    import pandas as pd
-
-    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
-                           "display.max_colwidth", 80):
-        print(frame.to_string(index=False))
-
-
 def cmd_query(args) -> int:
     home = _require_home(args)
     print_frame(run_query(home, args.sql), args.format)
@@ -246,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("land", help="move ready inbox files to landing/quarantine once (what the sensor does)")
     p.set_defaults(func=cmd_land)
+
+    p = sub.add_parser("withdraw", help="take a landed file back: its days are re-run without it")
+    p.add_argument("file", help="the file's sha256 (or a unique prefix) or its original name")
+    p.add_argument("--reason", default="withdrawn by an operator")
+    p.set_defaults(func=cmd_withdraw)
 
     p = sub.add_parser("demo", help="synthetic history + new leads, trained and scored through Dagster")
     p.add_argument("--history-days", type=_positive, default=120)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
 
 from lead_assets.core.home import LeadHome, is_local
+from lead_assets.views import print_frame, run_query
 
 INSTANCE_YAML = """\
 # Written by lead-assets for local use: sqlite storage under this folder.
@@ -19,8 +20,9 @@ concurrency:
   runs:
     max_concurrent_runs: 4
   pools:
-    # raw_leads reads every landed file for its days, then writes them: one at a time, so
-    # two runs for the same day can never leave the older view last.
+    # One slot per pool. raw_leads (pool lead_ingest) reads every landed file for its days,
+    # then writes them; scored_leads (pool lead_scoring) reads a day's features, then writes
+    # its scores: one at a time each, so two runs can never leave a day older than its inputs.
     default_limit: 1
 """
 
@@ -64,7 +66,6 @@ def materialize_selection(keys: Sequence[str], first: str | None = None, last: s
 
 
 def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: Callable[[str], None]) -> int:
-    from lead_assets.cli import print_frame, run_query
     from lead_assets.core import inbox
     from lead_assets.core.synth import generate_leads, write_daily_files
 
@@ -94,7 +95,8 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
     fates: dict[str, int] = {}
     for candidate in candidates:
         entry = inbox.receive(home, candidate.path, first_day, today)
-        fates[entry.status] = fates.get(entry.status, 0) + 1
+        if entry is not None:
+            fates[entry.status] = fates.get(entry.status, 0) + 1
     step("  " + ", ".join(f"{n} {status}" for status, n in sorted(fates.items())))
 
     first, last = first_history.isoformat(), today.isoformat()

@@ -23,3 +23,15 @@ def test_quick_benchmark_produces_every_measure(tmp_path):
             ("Scoring throughput", "bare predict_proba only"), ("Peak memory", "scoring 5")} <= names
     text = report.read_text()
     assert "Machine:" in text and "| pipeline / bare |" in text
+
+
+@pytest.mark.skipif(os.environ.get("LEAD_ASSETS_SKIP_BENCH_TEST") == "1", reason="running inside make bench")
+def test_quick_tick_benchmark_measures_a_tick_with_and_without_history(tmp_path):
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--only", "tick", "--json", str(out),
+                             "--out", str(tmp_path / "BENCH.md")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = [r["name"] for r in json.loads(out.read_text())["results"] if r["section"] == "Inbox sensor tick"]
+    assert "idle tick, 0 files landed" in names and "idle tick, 200 files landed" in names
+    assert any(n.startswith("tick landing one 10,000-row file") for n in names)

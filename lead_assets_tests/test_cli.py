@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -45,3 +46,18 @@ def test_generate_writes_one_file_per_day(tmp_path, capsys):
     files = sorted(p.name for p in out.iterdir())
     assert files == ["leads_2021-07-01.csv", "leads_2021-07-02.csv", "leads_2021-07-03.csv"]
     assert len(pd.read_csv(out / files[0])) == 10
+
+
+def test_withdraw_takes_a_landed_file_back(lead_home, capsys):
+    from lead_assets.core import inbox
+    from lead_assets_tests.factories import raw_leads
+
+    path = lead_home.inbox / "wrong.csv"
+    raw_leads(3, "2021-07-09").to_csv(path.path, index=False)
+    entry = inbox.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
+    assert main(["withdraw", entry.sha256[:12], "--reason", "sent twice"]) == 0
+    out = capsys.readouterr().out
+    assert "wrong.csv" in out and "2021-07-09" in out
+    assert inbox.landed_entries(lead_home) == []
+    assert main(["withdraw", "wrong.csv"]) == 2
+    assert "matches 0 landed files" in capsys.readouterr().err

@@ -66,17 +66,36 @@ def drop(home, name, data: bytes):
 
 
 def test_mixed_batch_reconciles_every_row(trained):
+    """Every row of every file: accepted in raw_leads, rejected (every rule) or in a quarantined file."""
     home, instance = trained
     good = synth.generate_leads("2021-08-20", 2, 60, seed=5, labelled=False)
-    messy = synth.generate_leads("2021-08-21", 1, 30, seed=6, labelled=False)
+    messy = synth.generate_leads("2021-08-21", 1, 40, seed=6, labelled=False)
+    messy["total_leads_droppped"] = messy["total_leads_droppped"].astype(object)
     messy.loc[0, "created_date"] = "31/31/2021"
     messy.loc[1, "referred_lead"] = 3
-    messy = pd.concat([messy, messy.iloc[[5]]], ignore_index=True)  # duplicate row
+    messy.loc[2, "created_date"] = "2020-01-01 10:00:00"
+    messy.loc[3, "created_date"] = "2099-01-01 10:00:00"
+    messy.loc[4, "total_leads_droppped"] = "many"
+    messy.loc[5, "total_leads_droppped"] = -2
+    messy.loc[6, "total_leads_droppped"] = 5000
+    messy.loc[7, "created_date"] = "20210821"
+    messy.loc[8, "created_date"] = "2021-8-21"
+    messy.loc[9, "created_date"] = "2021-08-21T10"
+    messy = pd.concat([messy, messy.iloc[[15]]], ignore_index=True)  # duplicate row
+    messy_lines = messy.to_csv(index=False, sep=";").splitlines()
+    messy_lines[13] += ";surplus"  # row 14 has one field too many
+    labelled = synth.generate_leads("2021-08-22", 1, 10, seed=8, labelled=True)
+    labelled["app_complete_flag"] = ""  # outcome not known yet (training data stays the history's)
+    labelled.loc[0, "app_complete_flag"] = 2
     overlap = pd.concat([good.iloc[:10], synth.generate_leads("2021-08-22", 1, 5, seed=7, labelled=False)])
+    first_ids = synth.generate_leads("2021-08-20", 1, 3, seed=9, labelled=False).assign(lead_id=["c1", "c2", "c3"])
+    resent = synth.generate_leads("2021-08-22", 1, 1, seed=10, labelled=False).assign(lead_id=["c2"])
     files = {
         "good.csv": good.to_csv(index=False).encode(),
-        "messy latin ü.csv": messy.to_csv(index=False, sep=";").encode("latin-1"),
+        "messy latin ü.csv": ("\n".join(messy_lines) + "\n").encode("latin-1"),
+        "labelled.csv": labelled.to_csv(index=False).encode(),
         "overlap.csv.gz": gzip.compress(overlap.to_csv(index=False).encode()),
+        "crm_ids.csv": first_ids.to_csv(index=False).encode(),
         "empty.csv": b"",
         "garbage.csv": os.urandom(4096),
         "header_only.csv": (",".join(good.columns) + "\n").encode(),
@@ -86,27 +105,44 @@ def test_mixed_batch_reconciles_every_row(trained):
     context = build_sensor_context(instance=instance, resources={"lead_home": LeadHomeResource(settle_seconds=0)})
     (request,) = inbox_sensor(context).run_requests
     run_selection(instance, PIPELINE, request.tags)
+    drop(home, "crm_ids_resent.csv", resent.to_csv(index=False).encode())  # lead c2 again, another day
+    files["crm_ids_resent.csv"] = b""
+    context = build_sensor_context(instance=instance, cursor=context.cursor,
+                                   resources={"lead_home": LeadHomeResource(settle_seconds=0)})
+    (request,) = inbox_sensor(context).run_requests
+    run_selection(instance, PIPELINE, request.tags)
 
-    ledger = [json.loads(p.read_text()) for p in home.ledger.iterdir()]
+    days = ["2021-08-20", "2021-08-21", "2021-08-22"]
+    ledger = [json.loads(p.read_text()) for p in home.ledger.glob("*.json")]
     fate = {e["file"]: e for e in ledger if e["file"] in files}
-    assert {f for f, e in fate.items() if e["status"] == "quarantined"} == {"empty.csv", "garbage.csv",
-                                                                           "header_only.csv"}
-    scored = warehouse.read_partitions(home.warehouse, "scored_leads", ["2021-08-20", "2021-08-21", "2021-08-22"])
-    raw = warehouse.read_partitions(home.warehouse, "raw_leads", ["2021-08-20", "2021-08-21", "2021-08-22"])
-    rejected = pd.concat([warehouse.read_partitions(home.warehouse, "rejected_leads", ["2021-08-21"]),
-                          warehouse.read_partitions(home.warehouse, "rejected_leads/undated",
-                                                    [fate["messy latin ü.csv"]["sha256"]])])
+    quarantined = {f for f, e in fate.items() if e["status"] == "quarantined"}
+    assert quarantined == {"empty.csv", "garbage.csv", "header_only.csv"}
+    assert {p.name.split("_", 2)[2] for p in home.quarantine.iterdir() if p.name.endswith(".reason.json")} >= {
+        f"{name}.reason.json" for name in quarantined}
+    scored = warehouse.read_partitions(home.warehouse, "scored_leads", days)
+    raw = warehouse.read_partitions(home.warehouse, "raw_leads", days)
+    rejected = pd.concat([warehouse.read_partitions(home.warehouse, "rejected_leads", days),
+                          warehouse.read_partitions(home.warehouse, "rejected_leads/undated")])
+    rejected = rejected[rejected.source_file.isin(files)]
     assert scored["lead_id"].is_unique and set(scored["lead_id"]) == set(raw["lead_id"])
-    # good: 120 rows, all accepted; overlap: 15 rows, 10 are leads already in good.csv
-    assert len(raw[raw.source_file == "good.csv"]) == 120
-    assert len(raw[raw.source_file == "overlap.csv.gz"]) == 5
-    # messy: 31 rows = 28 accepted + 3 rejected (bad date, bad referral, duplicate row)
-    assert len(raw[raw.source_file == "messy latin ü.csv"]) == 28
-    assert sorted(rejected["rule"]) == ["duplicate_in_file", "not_binary", "unparseable_date"]
-    for name in ("good.csv", "messy latin ü.csv", "overlap.csv.gz"):
-        accepted = len(raw[raw.source_file == name]) + (10 if name == "overlap.csv.gz" else 0)
-        assert fate[name]["rows_read"] == accepted + len(rejected[rejected.source_file == name])
-    assert len(scored) == 120 + 28 + 5
+    assert rejected.groupby(["source_file", "source_row"]).size().max() == 1  # a row is rejected once
+    assert not set(zip(raw.source_file, raw.source_row)) & set(zip(rejected.source_file, rejected.source_row))
+    by_rule = rejected.groupby("source_file")["rule"].apply(sorted).to_dict()
+    assert by_rule == {
+        "messy latin ü.csv": ["absurd_count", "date_before_start", "date_in_future", "duplicate_in_file",
+                              "negative_count", "not_a_number", "not_binary", "unparseable_date",
+                              "wrong_field_count"],
+        "labelled.csv": ["label_not_binary"],
+        "overlap.csv.gz": ["duplicate_of_earlier_file"] * 10,
+        "crm_ids_resent.csv": ["duplicate_of_earlier_file"],
+    }
+    for name in files.keys() - quarantined:
+        accepted, refused = (raw.source_file == name).sum(), (rejected.source_file == name).sum()
+        assert fate[name]["rows_read"] == accepted + refused, name
+    # mixed spellings of 2021-08-21 are in their day; lead c2 lives on its first landed day only
+    assert len(raw[raw.source_file == "messy latin ü.csv"]) == 41 - 9
+    assert raw.set_index("lead_id").loc["c2", "created_date"].strftime("%Y-%m-%d") == "2021-08-20"
+    assert len(scored) == 120 + 32 + 9 + 5 + 3
 
 
 def _rescore_requests(instance, cursor=None):
@@ -170,11 +206,13 @@ def test_ingest_log_and_rejected_rows_are_queryable(trained, capsys):
     assert main(["--home", str(home.root), "query", "--format", "json",
                  "SELECT status, count(*) AS files FROM ingest_log GROUP BY status ORDER BY status"]) == 0
     statuses = {r["status"]: r["files"] for r in json.loads(capsys.readouterr().out)}
-    assert statuses["accepted"] >= 43 and statuses["quarantined"] == 3
+    assert statuses["accepted"] >= 46 and statuses["quarantined"] == 3
     assert main(["--home", str(home.root), "query", "--format", "json",
                  "SELECT rule, source_row FROM rejected_leads ORDER BY source_row"]) == 0
     assert {r["rule"] for r in json.loads(capsys.readouterr().out)} == {
-        "unparseable_date", "not_binary", "duplicate_in_file"}
+        "unparseable_date", "not_binary", "duplicate_in_file", "date_before_start", "date_in_future",
+        "not_a_number", "negative_count", "absurd_count", "wrong_field_count", "label_not_binary",
+        "duplicate_of_earlier_file"}
 
 
 def test_lead_insights_tables_plots_and_mlflow(trained):

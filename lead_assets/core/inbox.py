@@ -1,18 +1,27 @@
 """The inbox: which files are ready, and moving each to exactly one place with a ledger entry.
 
 Every file that leaves the inbox ends in ``landing/`` (accepted, renamed by content hash, so
-identical content lands once) or in ``quarantine/`` with a ``.reason.json``; the ledger keeps
-one JSON record per file, which is what ``ingest_log`` shows and what ``raw_leads`` reads to
-know which landed files hold leads for a day.
+identical content lands once) or in ``quarantine/`` with a ``.reason.json``, whatever the file
+does: an unexpected error while reading or moving it quarantines that file, never the inbox.
+The ledger keeps one JSON record per file (what ``ingest_log`` shows) and one small index,
+``ledger/_index.jsonl``: one line per change (accepted, withdrawn, ...) with a sequence number
+that only grows. The sensor reads the index from where it stopped and ``raw_leads`` reads it
+to know which landed files hold leads for a day, so neither reads every ledger JSON.
+
+An accepted file is written to the ledger and index *before* it is moved to ``landing/``: a
+crash in between leaves the file in the inbox, and the next look lands it again (the ledger
+never knows a landed file it cannot find, nor loses one it moved).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 
@@ -20,10 +29,30 @@ from upath import UPath
 
 from lead_assets.core.home import LeadHome, is_local
 from lead_assets.core.ingest import LeadFileError, Sniff, sniff_file
-from lead_assets.core.warehouse import atomic_write_bytes
+from lead_assets.core.schema import LEAD_ID
+from lead_assets.core.warehouse import atomic_write_bytes, remove_quietly
 
 ACCEPTED_SUFFIXES = (".csv", ".csv.gz", ".txt", ".tsv")
 TEMP_MARKERS = (".part", ".tmp", ".crdownload", ".partial", "~")
+INDEX = "_index.jsonl"
+MAX_NAME_CHARS = 120  # quarantine names keep this much of the original name (file systems stop at 255 bytes)
+DEFAULT_TICK_MAX_FILES = 100
+DEFAULT_TICK_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def tick_limits() -> tuple[int, int]:
+    """How many files and (decompressed) bytes one sensor tick may take; the rest wait a tick.
+
+    ``LEAD_ASSETS_TICK_MAX_FILES`` (default 100) and ``LEAD_ASSETS_TICK_MAX_BYTES`` (default
+    256 MiB) keep a tick well inside Dagster's sensor timeout however many files arrive at once.
+    """
+    return (_env_int("LEAD_ASSETS_TICK_MAX_FILES", DEFAULT_TICK_MAX_FILES),
+            _env_int("LEAD_ASSETS_TICK_MAX_BYTES", DEFAULT_TICK_MAX_BYTES))
 
 
 @dataclass(frozen=True)
@@ -53,6 +82,9 @@ class LedgerEntry:
     rule: str | None = None
     detail: str | None = None
     unknown_columns: list[str] = field(default_factory=list)
+    seq: int | None = None
+    inflated_bytes: int = 0
+    lead_ids_given: bool = False
 
     @property
     def first_day(self) -> str | None:
@@ -116,9 +148,25 @@ def _now() -> str:
 
 
 def _move(source: UPath, target: UPath) -> None:
+    """Rename when possible; across file systems (EXDEV) or stores, copy, sync, then remove."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if is_local(source) and is_local(target):
-        os.replace(source.path, target.path)
+        try:
+            os.replace(source.path, target.path)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        tmp = target.parent / f".{target.name[:60]}.{os.getpid()}.tmp"
+        try:
+            with open(source.path, "rb") as src, open(tmp.path, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp.path, target.path)
+        finally:
+            remove_quietly(tmp)
+        os.unlink(source.path)
     else:
         with source.open("rb") as src, target.open("wb") as dst:
             shutil.copyfileobj(src, dst)
@@ -130,9 +178,15 @@ def landed_name(sha256: str, original: str) -> str:
 
 
 def _safe_name(name: str) -> str:
-    """A quarantine file name that cannot escape its folder."""
-    cleaned = name.replace("/", "_").replace("\\", "_").replace("..", "_")
-    return cleaned.lstrip(".") or "unnamed"
+    """A quarantine file name that cannot escape its folder nor exceed a file system's limit."""
+    cleaned = name.replace("/", "_").replace("\\", "_").replace("..", "_").lstrip(".") or "unnamed"
+    if len(cleaned.encode()) > MAX_NAME_CHARS:
+        suffix = next((s for s in (".csv.gz", ".csv", ".txt", ".tsv") if cleaned.lower().endswith(s)), "")
+        stem = cleaned[: len(cleaned) - len(suffix)]
+        while len((stem + "..." + suffix).encode()) > MAX_NAME_CHARS:
+            stem = stem[:-1]
+        cleaned = stem + "..." + suffix
+    return cleaned
 
 
 def quarantine(home: LeadHome, path: UPath, entry: LedgerEntry, rows: list[int] | None = None) -> LedgerEntry:
@@ -146,35 +200,78 @@ def quarantine(home: LeadHome, path: UPath, entry: LedgerEntry, rows: list[int] 
     return entry
 
 
-def receive(home: LeadHome, path: UPath, first_day: date, today: date) -> LedgerEntry:
-    """Move one ready inbox file to landing or quarantine and record its fate in the ledger."""
+def receive(home: LeadHome, path: UPath, first_day: date, today: date) -> LedgerEntry | None:
+    """Move one ready inbox file to landing or quarantine and record its fate in the ledger.
+
+    Never raises for anything the file does: an unexpected error quarantines the file with rule
+    ``receive_failed`` (or, if even that move fails, records status ``failed`` and leaves it).
+    Returns None when the file vanished before it could be read.
+    """
+    try:
+        return _receive(home, path, first_day, today)
+    except Exception as exc:  # noqa: BLE001 (one file must never stop the inbox)
+        if not path.exists():
+            return None
+        return _quarantine_failure(home, path, exc)
+
+
+def _receive(home: LeadHome, path: UPath, first_day: date, today: date) -> LedgerEntry:
     size = path.stat().st_size
     sha = sha256_of(path)
     entry = LedgerEntry(file=path.name, sha256=sha, status="accepted", received_at=_now(), size_bytes=size)
     target = home.landing / landed_name(sha, path.name)
-    if target.exists():
+    previous = read_entry(home, sha)
+    if target.exists() and previous is not None and previous.status == "accepted":
         entry.status, entry.rule = "duplicate", "same_content"
         entry.detail = "identical content was already landed; nothing to do"
-        previous = read_entry(home, sha)
-        if previous:
-            entry.days, entry.rows_read, entry.landed_as = previous.days, previous.rows_read, previous.landed_as
+        entry.days, entry.rows_read, entry.landed_as = previous.days, previous.rows_read, previous.landed_as
         path.unlink()
-        write_entry(home, entry, key=f"{sha}.dup.{int(time.time() * 1000)}")
+        write_entry(home, entry, key=f"{sha}.dup.{time.time_ns()}")
         return entry
     try:
         sniff: Sniff = sniff_file(path, first_day, today, name=path.name)
     except LeadFileError as error:
         entry.status, entry.rule, entry.detail = "quarantined", error.rule, error.detail
         quarantine(home, path, entry, error.rows)
-        write_entry(home, entry, key=f"{sha}.quarantined.{int(time.time() * 1000)}")
+        write_entry(home, entry, key=f"{sha}.quarantined.{time.time_ns()}")
         return entry
     entry.rows_read = sniff.rows
     entry.rows_with_bad_dates = len(sniff.bad_date_rows)
     entry.days = sniff.day_counts
     entry.unknown_columns = sniff.unknown_columns
+    entry.inflated_bytes = sniff.format.inflated_bytes
+    entry.lead_ids_given = LEAD_ID in sniff.format.columns
     entry.landed_as = target.name
-    _move(path, target)
+    record(home, entry)  # intent first: a crash before the move leaves the file in the inbox
     write_entry(home, entry, key=sha)
+    try:
+        if target.exists():  # landed before, but its ledger entry was lost: the content is there
+            path.unlink()
+        else:
+            _move(path, target)
+    except Exception:
+        entry.status = "not_landed"  # the move failed: take the intent back, receive() quarantines
+        record(home, entry)
+        (home.ledger / f"{sha}.json").unlink()
+        raise
+    return entry
+
+
+def _quarantine_failure(home: LeadHome, path: UPath, exc: Exception) -> LedgerEntry:
+    try:
+        sha = sha256_of(path)
+        size = path.stat().st_size
+    except Exception:  # noqa: BLE001
+        sha, size = hashlib.sha256(path.name.encode()).hexdigest(), 0
+    detail = f"{type(exc).__name__}: {exc}"[:500]
+    entry = LedgerEntry(file=path.name, sha256=sha, status="quarantined", received_at=_now(), size_bytes=size,
+                        rule="receive_failed", detail=f"the file could not be received ({detail})")
+    try:
+        quarantine(home, path, entry)
+    except Exception as again:  # noqa: BLE001
+        entry.status = "failed"
+        entry.detail += f"; moving it to quarantine failed too ({type(again).__name__}: {again})"[:500]
+    write_entry(home, entry, key=f"{sha}.{entry.status}.{time.time_ns()}")
     return entry
 
 
@@ -184,7 +281,38 @@ def refuse_link(home: LeadHome, link: UPath) -> LedgerEntry:
                         status="quarantined", received_at=_now(), size_bytes=0, rule="symlink_refused",
                         detail="symbolic links are refused: copy the file itself into the inbox")
     link.unlink()
-    write_entry(home, entry, key=f"{entry.sha256}.quarantined.{int(time.time() * 1000)}")
+    write_entry(home, entry, key=f"{entry.sha256}.quarantined.{time.time_ns()}")
+    return entry
+
+
+def find_landed(home: LeadHome, key: str) -> IndexRecord:
+    """The one landed file whose sha256 starts with ``key`` or whose original name is ``key``."""
+    matches = [e for e in landed_entries(home) if e.sha256.startswith(key.lower()) or e.file == key]
+    if len(matches) != 1:
+        found = ", ".join(f"{e.file} ({e.sha256[:12]})" for e in matches[:5])
+        raise ValueError(f"{key!r} matches {len(matches)} landed files" + (f": {found}" if found else ""))
+    return matches[0]
+
+
+def withdraw(home: LeadHome, key: str, reason: str, also_days: dict[str, int] | None = None) -> LedgerEntry:
+    """Take a landed file back: its leads leave every day it touched at the next run of those days.
+
+    ``key`` is the file's sha256 (or a unique prefix of it) or its original name. The landed
+    file moves to ``quarantine/`` with rule ``withdrawn`` (nothing is deleted); the index gets
+    a new sequence number, so the inbox sensor re-runs the file's days (and ``also_days``, days
+    where another file's copy of its leads now wins) without it.
+    """
+    entry = read_entry(home, find_landed(home, key).sha256)
+    landed = home.landing / entry.landed_as
+    entry.days = {**(also_days or {}), **entry.days}
+    entry.status, entry.rule = "withdrawn", "withdrawn"
+    entry.detail = reason or "withdrawn by an operator"
+    entry.received_at = _now()
+    record(home, entry)
+    write_entry(home, entry, key=entry.sha256)
+    if landed.exists():
+        quarantine(home, landed, entry)
+        write_entry(home, entry, key=entry.sha256)
     return entry
 
 
@@ -199,19 +327,120 @@ def read_entry(home: LeadHome, sha256: str) -> LedgerEntry | None:
     return LedgerEntry(**json.loads(path.read_text()))
 
 
-def landed_entries(home: LeadHome) -> list[LedgerEntry]:
-    """Accepted files, oldest first: the order in which a lead's first copy wins."""
-    if not home.ledger.exists():
-        return []
+# ------------------------------------------------------------------------------------ the index
+INDEX_FIELDS = ("seq", "sha256", "file", "status", "days", "landed_as", "rows_read", "received_at", "lead_ids_given")
+
+
+@contextmanager
+def _index_lock(home: LeadHome):
+    """One writer of the index at a time (sensor, ``lead-assets land``, ``withdraw``) on one host."""
+    if not is_local(home.ledger):
+        yield
+        return
+    import fcntl
+
+    home.ledger.mkdir(parents=True, exist_ok=True)
+    with open((home.ledger / ".index.lock").path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _last_seq(path: UPath) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 65536))
+        tail = handle.read().decode().strip().splitlines()
+    return json.loads(tail[-1])["seq"] if tail else 0
+
+
+def record(home: LeadHome, entry: LedgerEntry) -> int:
+    """Append ``entry``'s change to the index under the next sequence number (set on the entry)."""
+    path = home.ledger / INDEX
+    with _index_lock(home):
+        _migrate(home)
+        entry.seq = _last_seq(path) + 1
+        line = json.dumps({k: getattr(entry, k) for k in INDEX_FIELDS}) + "\n"
+        if is_local(path):
+            with open(path.path, "a") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            previous = path.read_text() if path.exists() else ""
+            path.write_text(previous + line)
+    return entry.seq
+
+
+def _migrate(home: LeadHome) -> None:
+    """A ledger written before the index existed gets one, in the order its files landed."""
+    path = home.ledger / INDEX
+    if path.exists() or not home.ledger.exists():
+        return
     entries = []
-    for path in home.ledger.iterdir():
-        if path.name.endswith(".json") and path.name.count(".") == 1:
-            entry = LedgerEntry(**json.loads(path.read_text()))
+    for item in home.ledger.iterdir():
+        if item.name.endswith(".json") and item.name.count(".") == 1:
+            entry = LedgerEntry(**json.loads(item.read_text()))
             if entry.status == "accepted":
                 entries.append(entry)
-    return sorted(entries, key=lambda e: (e.received_at, e.sha256))
+    lines = []
+    for seq, entry in enumerate(sorted(entries, key=lambda e: (e.received_at, e.sha256)), start=1):
+        entry.seq = seq
+        lines.append(json.dumps({k: getattr(entry, k) for k in INDEX_FIELDS}) + "\n")
+    if lines:
+        atomic_write_bytes(path, "".join(lines).encode())
 
 
-def files_for_days(home: LeadHome, days: list[str]) -> list[LedgerEntry]:
+@dataclass(frozen=True)
+class IndexRecord:
+    seq: int
+    sha256: str
+    file: str
+    status: str
+    days: dict
+    landed_as: str | None
+    rows_read: int
+    received_at: str
+    lead_ids_given: bool = False
+
+    @property
+    def first_day(self) -> str | None:
+        return min(self.days) if self.days else None
+
+    @property
+    def last_day(self) -> str | None:
+        return max(self.days) if self.days else None
+
+
+def read_index(home: LeadHome, offset: int = 0) -> tuple[list[IndexRecord], int]:
+    """Index records from byte ``offset`` on, and the offset to read from next time."""
+    path = home.ledger / INDEX
+    if not path.exists():
+        with _index_lock(home):
+            _migrate(home)
+        if not path.exists():
+            return [], 0
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]  # a line being appended right now waits for the next read
+    records = [IndexRecord(**json.loads(line)) for line in complete.splitlines() if line.strip()]
+    return records, offset + len(complete)
+
+
+def landed_entries(home: LeadHome) -> list[IndexRecord]:
+    """Files whose latest change is ``accepted``, in landing order: a lead's first copy wins."""
+    latest: dict[str, IndexRecord] = {}
+    for entry in read_index(home)[0]:
+        latest[entry.sha256] = entry
+    return sorted((e for e in latest.values() if e.status == "accepted"), key=lambda e: e.seq)
+
+
+def files_for_days(home: LeadHome, days: list[str]) -> list[IndexRecord]:
     wanted = set(days)
     return [e for e in landed_entries(home) if wanted & set(e.days)]

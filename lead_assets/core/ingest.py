@@ -14,9 +14,11 @@ import csv
 import gzip
 import io
 import json
+import os
 import re
+import zlib
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import IO
 
 import numpy as np
@@ -28,9 +30,54 @@ from lead_assets.core.schema import CITY, CREATED_DATE, LABEL, LEAD_ID, REFERRED
 
 DELIMITERS = (",", ";", "\t", "|")
 MAX_COUNT = 1000.0  # a lead cannot drop 1,000 courses or click 1,000 times: a broken export
-_DATE_PREFIX = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$")
+MAX_FIELD_BYTES = 16 * 1024 * 1024  # no lead field is 16 MiB: a broken quote swallowed the file
+DEFAULT_MAX_INFLATED_BYTES = 1 << 30  # a file that decompresses past this is refused (gzip bomb)
+_DATE = re.compile(
+    r"^\s*(\d{4})(?:-(\d{1,2})-(\d{1,2})|(\d{2})(\d{2}))"  # 2021-07-20, 2021-7-2, 20210720
+    r"(?:[ T](\d{1,2})(?::(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?)?"  # [ T]10[:30[:15[.123]]]
+    r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"  # optional UTC offset: converted to UTC
+)
 _LEAD_ID_HASH_KEY = "lead_assets_v1!!"
-csv.field_size_limit(16 * 1024 * 1024)
+csv.field_size_limit(MAX_FIELD_BYTES)
+
+
+def max_inflated_bytes() -> int:
+    """The largest (decompressed) file accepted: ``LEAD_ASSETS_MAX_INFLATED_BYTES``, default 1 GiB."""
+    value = os.environ.get("LEAD_ASSETS_MAX_INFLATED_BYTES", "").strip()
+    return int(value) if value else DEFAULT_MAX_INFLATED_BYTES
+
+
+def parse_created(value: str) -> datetime | None:
+    """The one definition of a ``created_date``: the sniff and the full parse both use it.
+
+    Accepts ``YYYY-MM-DD``, ``YYYY-M-D`` and ``YYYYMMDD``, optionally followed by a time
+    (``HH``, ``HH:MM``, ``HH:MM:SS[.f]``, separated by a space or ``T``) and a UTC offset
+    (``Z``, ``+05:30``), which is converted to UTC. Anything else, or an impossible date, is None.
+    """
+    match = _DATE.match(value)
+    if not match:
+        return None
+    year, month, day, compact_month, compact_day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month or compact_month), int(day or compact_day), int(hour or 0),
+            int(minute or 0), int(second or 0), int((fraction or "0")[:6].ljust(6, "0")),
+        )
+    except ValueError:
+        return None
+    if offset and offset != "Z":
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return moment
+
+
+def parse_created_series(values: pd.Series) -> pd.Series:
+    """``parse_created`` over a column, once per distinct value; NaT where it is not a date."""
+    distinct = pd.unique(values.astype(object).to_numpy())
+    lookup = {v: parse_created(v) if isinstance(v, str) else None for v in distinct}
+    parsed = values.astype(object).map(lookup)
+    return pd.to_datetime(parsed.where(parsed.notna(), None), errors="coerce").astype("datetime64[ns]")
 
 
 class LeadFileError(ValueError):
@@ -51,6 +98,7 @@ class FileFormat:
     compressed: bool
     columns: list[str]
     index_column: bool
+    inflated_bytes: int = 0
 
 
 @dataclass
@@ -83,13 +131,16 @@ def detect_format(path: UPath, name: str | None = None) -> FileFormat:
         with _open_binary(path) as handle:
             head = handle.read(64 * 1024)
             compressed = isinstance(handle, gzip.GzipFile)
-    except (OSError, EOFError) as exc:
+    except (EOFError, zlib.error) as exc:
+        raise LeadFileError(name, "truncated_file",
+                            f"the compressed file ends early or is corrupt ({exc}); send it again") from exc
+    except OSError as exc:
         raise LeadFileError(name, "unreadable_file", f"cannot read the file: {exc}") from exc
     if not head.strip():
         raise LeadFileError(name, "empty_file", "the file is empty")
     if b"\x00" in head:
         raise LeadFileError(name, "not_a_csv", "the file holds binary data, not CSV text")
-    encoding = _detect_encoding(path)
+    encoding, inflated = _detect_encoding(path, name)
     text = head.decode(encoding, errors="replace")
     header_line = text.splitlines()[0] if text.splitlines() else ""
     delimiter = max(DELIMITERS, key=lambda d: _known_fields(header_line, d))
@@ -101,20 +152,39 @@ def detect_format(path: UPath, name: str | None = None) -> FileFormat:
     missing = [c for c in schema.required_columns() if c not in columns]
     if missing:
         raise LeadFileError(name, "missing_columns", f"required column(s) missing: {', '.join(missing)}")
-    return FileFormat(encoding, delimiter, compressed, columns, index_column)
+    return FileFormat(encoding, delimiter, compressed, columns, index_column, inflated)
 
 
-def _detect_encoding(path: UPath) -> str:
-    """UTF-8 (with or without BOM) when every byte decodes; otherwise Latin-1, which always does."""
+def _detect_encoding(path: UPath, name: str) -> tuple[str, int]:
+    """UTF-8 (with or without BOM) when every byte decodes; otherwise Latin-1, which always does.
+
+    This is the one pass over the whole (decompressed) content, so it also refuses a file that
+    inflates past ``max_inflated_bytes()`` and a compressed file that ends early.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")()
+    limit, inflated, utf8 = max_inflated_bytes(), 0, True
     try:
         with _open_binary(path) as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
+                inflated += len(chunk)
+                if inflated > limit:
+                    raise LeadFileError(
+                        name, "too_large",
+                        f"the file holds more than {limit:,} bytes once decompressed "
+                        f"(LEAD_ASSETS_MAX_INFLATED_BYTES); split it or raise the limit")
+                if utf8:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        utf8 = False
+            if utf8:
+                decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8-sig"
+        utf8 = False
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise LeadFileError(name, "truncated_file",
+                            f"the compressed file ends early or is corrupt ({exc}); send it again") from exc
+    return ("utf-8-sig" if utf8 else "latin-1"), inflated
 
 
 def _known_fields(header_line: str, delimiter: str) -> int:
@@ -141,24 +211,30 @@ def sniff_file(path: UPath, first_day: date, today: date, name: str | None = Non
     bad: list[int] = []
     valid_days: dict[str, bool] = {}
     rows = 0
-    with text:
-        next(reader, None)
-        position = fmt.columns.index(CREATED_DATE) + int(fmt.index_column)
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            rows += 1
-            value = row[position] if position < len(row) else ""
-            match = _DATE_PREFIX.match(value)
-            day = match.group(1) if match else None
-            ok = valid_days.get(day) if day else False
-            if ok is None:
-                ok = _is_date(day) and first <= day <= last
-                valid_days[day] = ok
-            if ok:
-                day_counts[day] = day_counts.get(day, 0) + 1
-            else:
-                bad.append(rows + 1)
+    try:
+        with text:
+            next(reader, None)
+            position = fmt.columns.index(CREATED_DATE) + int(fmt.index_column)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                rows += 1
+                moment = parse_created(row[position]) if position < len(row) else None
+                day = moment.date().isoformat() if moment else None
+                ok = valid_days.get(day) if day else False
+                if ok is None:
+                    ok = first <= day <= last
+                    valid_days[day] = ok
+                if ok:
+                    day_counts[day] = day_counts.get(day, 0) + 1
+                else:
+                    bad.append(rows + 1)
+    except csv.Error as exc:
+        raise LeadFileError(name, "malformed_csv", f"row {rows + 2} cannot be read as CSV: {exc}",
+                            [rows + 2]) from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise LeadFileError(name, "truncated_file",
+                            f"the compressed file ends early or is corrupt ({exc}); send it again") from exc
     if rows == 0:
         raise LeadFileError(name, "no_rows", "the file has a header but no lead rows")
     if not day_counts:
@@ -169,14 +245,6 @@ def sniff_file(path: UPath, first_day: date, today: date, name: str | None = Non
         )
     unknown = [c for c in fmt.columns if c not in schema.raw_columns() and c != LEAD_ID]
     return Sniff(name, fmt, rows, day_counts, bad, unknown)
-
-
-def _is_date(day: str) -> bool:
-    try:
-        date.fromisoformat(day)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass
@@ -192,15 +260,42 @@ REJECTED_COLUMNS = ("source_file", "source_sha256", "source_row", "day", "rule",
 
 
 def read_raw_strings(path: UPath, fmt: FileFormat) -> pd.DataFrame:
-    """The file as strings, one row per record; quoted commas and newlines survive."""
-    with _open_binary(path) as handle:
-        frame = pd.read_csv(
-            handle, sep=fmt.delimiter, encoding=fmt.encoding, encoding_errors="replace", dtype=str,
-            keep_default_na=False, skip_blank_lines=True, engine="c",
-            index_col=0 if fmt.index_column else None,
-        )
-    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    return frame.reset_index(drop=True)
+    """The file as strings, one row per record (fields beyond the header are dropped)."""
+    return read_raw_rows(path, fmt)[0]
+
+
+def read_raw_rows(path: UPath, fmt: FileFormat, name: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The file as strings, one row per record, and how many fields each row has beyond the header.
+
+    The C parser refuses a file with one long row, so it reads into more columns than the
+    header names (widening once per ``saw N fields`` it reports): a row with extra non-empty
+    fields becomes a rejected row, never a failed run. Quoted commas and newlines survive.
+    """
+    name = name or path.name
+    width = len(fmt.columns) + int(fmt.index_column)
+    extra = 4
+    for _ in range(4):
+        names = [f"_{i}" for i in range(width + extra)]
+        try:
+            with _open_binary(path) as handle:
+                frame = pd.read_csv(
+                    handle, sep=fmt.delimiter, encoding=fmt.encoding, encoding_errors="replace", dtype=str,
+                    keep_default_na=False, skip_blank_lines=True, engine="c", header=None, skiprows=1,
+                    names=names,
+                )
+            break
+        except pd.errors.ParserError as exc:
+            seen = re.search(r"saw (\d+)", str(exc))
+            if not seen:
+                raise LeadFileError(name, "malformed_csv", f"cannot be read as CSV: {exc}") from exc
+            extra = int(seen.group(1)) - width
+    else:
+        raise LeadFileError(name, "malformed_csv", "rows keep growing wider than the header")
+    spill = frame[names[width:]]
+    extra_fields = (spill != "").sum(axis=1).to_numpy()
+    frame = frame[names[int(fmt.index_column):width]]
+    frame.columns = fmt.columns
+    return frame.reset_index(drop=True), extra_fields
 
 
 def parse_lead_file(
@@ -208,22 +303,30 @@ def parse_lead_file(
 ) -> ParsedFile:
     """Apply the row rules to a whole file; ``accepted`` + ``rejected`` rows = rows read.
 
-    A lead cannot be created after now (UTC) nor after the end of ``today``.
+    A lead cannot be created after now (UTC) nor after the end of ``today``. A rejected row
+    keeps the day it belongs to, or none when its date is missing or outside the partitions
+    (such rows are kept per file, see ``raw_leads``).
     """
     fmt = fmt or detect_format(path, name)
-    text = read_raw_strings(path, fmt)
+    text, extra_fields = read_raw_rows(path, fmt, name)
     rows = len(text)
     source_row = np.arange(2, rows + 2)
     reasons = _RowReasons(rows)
 
-    created = pd.to_datetime(text[CREATED_DATE].str.strip(), format="ISO8601", errors="coerce")
-    reasons.add(created.isna().to_numpy(), "unparseable_date", CREATED_DATE, "created_date is not a date")
+    reasons.add(extra_fields > 0, "wrong_field_count", "",
+                f"the row has more fields than the header's {len(fmt.columns) + int(fmt.index_column)}")
+    created = parse_created_series(text[CREATED_DATE])
+    reasons.add(created.isna().to_numpy(), "unparseable_date", CREATED_DATE,
+                "created_date is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
     day = created.dt.normalize()
-    reasons.add((day < pd.Timestamp(first_day)).to_numpy(), "date_before_start", CREATED_DATE,
+    early = (day < pd.Timestamp(first_day)).to_numpy()
+    reasons.add(early, "date_before_start", CREATED_DATE,
                 f"created_date is before the first partition day {first_day}")
     now = min(pd.Timestamp.now(tz="UTC").tz_localize(None), pd.Timestamp(today) + pd.Timedelta(days=1))
-    reasons.add((created > now).to_numpy(), "date_in_future", CREATED_DATE,
+    late = (created > now).to_numpy()
+    reasons.add(late, "date_in_future", CREATED_DATE,
                 f"created_date is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)")
+    day = day.mask(early | (day > pd.Timestamp(today)).to_numpy())
 
     typed = pd.DataFrame({CREATED_DATE: created})
     typed[CITY] = _blank_to_na(text[CITY]).str.strip().str.lower()
@@ -251,11 +354,12 @@ def parse_lead_file(
     derived = lead_ids(typed)
     typed.insert(0, LEAD_ID, derived if given is None else given.fillna(pd.Series(derived, index=text.index)).astype(str))
     valid = ~reasons.any()
-    duplicate = typed[LEAD_ID].duplicated(keep="first").to_numpy() & valid
+    ids = typed[LEAD_ID].where(valid)  # a rejected row is not a copy that a corrected one repeats
+    duplicate = ids.duplicated(keep="first").to_numpy() & valid
     if duplicate.any():
-        first_row = pd.Series(source_row, index=typed.index).groupby(typed[LEAD_ID]).transform("first")
+        first_row = pd.Series(source_row, index=typed.index).where(valid).groupby(ids).transform("first")
         reasons.add_detail(duplicate, "duplicate_in_file", LEAD_ID,
-                           "same lead as row " + first_row.astype(str).to_numpy())
+                           "same lead as row " + first_row.fillna(0).astype("int64").astype(str).to_numpy())
 
     typed["source_file"] = name
     typed["source_sha256"] = sha256
@@ -271,12 +375,16 @@ def lead_ids(typed: pd.DataFrame) -> np.ndarray:
     The same lead dropped twice, in any file, with or without its label, gets the same id.
     """
     created = typed[CREATED_DATE].to_numpy(dtype="datetime64[ns]").view("int64")
+    optional = set(schema.reference().interaction_columns)
     parts = pd.DataFrame({CREATED_DATE: created})
     parts[CITY] = typed[CITY].fillna("").astype(str)
     for column in schema.LEVEL_COLUMNS:
         parts[column] = typed[column].fillna("").astype(str)
     for column in schema.numeric_columns():
-        parts[column] = typed[column].fillna(-1.0).astype("float64")
+        value = typed[column].astype("float64")
+        if column in optional:  # an export that leaves the column out means 0: as empty, as before
+            value = value.mask(value == 0.0)
+        parts[column] = value.fillna(-1.0)
     hashed = pd.util.hash_pandas_object(parts, index=False, hash_key=_LEAD_ID_HASH_KEY).to_numpy()
     return np.char.mod("%016x", hashed.astype(np.uint64)) if len(hashed) else np.array([], dtype=str)
 

@@ -21,17 +21,33 @@ SUFFIX = ".parquet"
 
 
 def atomic_write_bytes(path: UPath, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either the old file or the whole new one."""
+    """Write ``data`` so that ``path`` is either the old file or the whole new one.
+
+    A failed write (disk full, killed by an exception) removes its temporary file; only a
+    killed process can leave one behind, and no reader lists ``.*.tmp`` files.
+    """
     if is_local(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-        with open(tmp.path, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp.path, path.path)
+        tmp = path.parent / f".{path.name[:100]}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp.path, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp.path, path.path)
+        except BaseException:
+            remove_quietly(tmp)
+            raise
     else:
         path.write_bytes(data)  # an object-store PUT is atomic
+
+
+def remove_quietly(path: UPath) -> None:
+    """Remove a local temporary file if it is there."""
+    try:
+        os.unlink(path.path)
+    except FileNotFoundError:
+        pass
 
 
 def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -18,7 +18,7 @@ from dagster import (
     sensor,
 )
 
-from lead_assets.core import inbox, warehouse
+from lead_assets.core import inbox, landed, warehouse
 from lead_assets.core.home import LeadHome
 from lead_assets.core.ingest import REJECTED_COLUMNS, parse_lead_file
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
@@ -49,29 +49,17 @@ def _write_rejected(home: LeadHome, days: list[str], rejected: pd.DataFrame) -> 
 def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> pd.DataFrame:
     home = lead_home.resolve()
     days = list(context.partition_keys)
-    wanted = set(days)
-    kept, rejected, files = [], [], []
-    for entry in inbox.files_for_days(home, days):
-        parsed = parse_lead_file(
-            home.landing / entry.landed_as, name=entry.file, sha256=entry.sha256,
-            first_day=lead_home.first_date, today=lead_home.today(),
-        )
-        in_run = parsed.accepted[CREATED_DATE].dt.strftime("%Y-%m-%d").isin(wanted)
-        kept.append(parsed.accepted[in_run])
-        rejected.append(parsed.rejected[parsed.rejected["day"].isin(wanted) | parsed.rejected["day"].isna()])
-        files.append({"file": entry.file, "sha256": entry.sha256[:12], "rows_in_run": int(in_run.sum()),
-                      "rejected_in_run": int(parsed.rejected["day"].isin(wanted).sum())})
-    leads = pd.concat(kept, ignore_index=True) if kept else _empty_raw()
-    before = len(leads)
-    leads = leads.drop_duplicates(subset=[LEAD_ID], keep="first").reset_index(drop=True)
-    rejects = pd.concat(rejected, ignore_index=True) if rejected else pd.DataFrame(columns=list(REJECTED_COLUMNS))
-    _write_rejected(home, days, rejects)
+    found = landed.leads_for_days(home, days, lead_home.first_date, lead_home.today(), parse=parse_lead_file)
+    leads = found.leads if found.leads is not None else _empty_raw()
+    _write_rejected(home, days, found.rejected)
+    rejects = found.rejected
     per_day = leads[CREATED_DATE].dt.strftime("%Y-%m-%d").value_counts().reindex(days, fill_value=0)
     context.add_output_metadata({
         "leads": len(leads),
-        "duplicates_across_files": before - len(leads),
+        "duplicates_across_files": found.duplicates,
         "rejected_rows": int(rejects["day"].notna().sum()) if len(rejects) else 0,
-        "files": MetadataValue.md(pd.DataFrame(files).to_markdown(index=False) if files else "no files"),
+        "files_not_yet_landed": MetadataValue.json(found.not_yet_landed),
+        "files": MetadataValue.md(pd.DataFrame(found.files).to_markdown(index=False) if found.files else "no files"),
         "leads_per_day": MetadataValue.md(per_day.rename("leads").to_frame().to_markdown()),
     })
     return leads
@@ -91,22 +79,59 @@ def _empty_raw() -> pd.DataFrame:
 PIPELINE = AssetSelection.assets(
     AssetKey("raw_leads"), AssetKey("cleaned_leads"), AssetKey("lead_features"), AssetKey("scored_leads")
 )
+INGEST_ONLY = ("raw_leads", "cleaned_leads", "lead_features")
 
 
-def inbox_run_request(entries: list[inbox.LedgerEntry]) -> RunRequest:
-    """One run over the day range that a tick's files cover (single-run backfill policy)."""
-    first = min(e.first_day for e in entries)
-    last = max(e.last_day for e in entries)
-    key = "ingest-" + "-".join(sorted(e.sha256[:16] for e in entries))
+def has_champion(instance) -> bool:
+    """A champion has been promoted once (cheap: one event-log lookup, no MLflow)."""
+    return instance.get_latest_materialization_event(AssetKey("champion_model")) is not None
+
+
+def inbox_run_request(entries: list[inbox.IndexRecord], score: bool = True) -> RunRequest:
+    """One run over the day range that a tick's changes cover (single-run backfill policy).
+
+    Before the first champion exists, the run stops at ``lead_features``: scoring would fail.
+    """
+    dated = [e for e in entries if e.days]
+    first = min(e.first_day for e in dated)
+    last = max(e.last_day for e in dated)
+    key = "ingest-" + "-".join(sorted(str(e.seq) if e.seq is not None else e.sha256[:16] for e in entries))[:200]
+    keys = (*INGEST_ONLY, "scored_leads") if score else INGEST_ONLY
     return RunRequest(
         run_key=key,
-        asset_selection=[AssetKey(k) for k in ("raw_leads", "cleaned_leads", "lead_features", "scored_leads")],
+        asset_selection=[AssetKey(k) for k in keys],
         tags={
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last,
-            "lead_assets/files": ",".join(sorted(e.file for e in entries))[:1000],
+            "lead_assets/files": ",".join(sorted({e.file for e in entries}))[:1000],
         },
     )
+
+
+def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, failed: dict):
+    """Receive the ready inbox files, up to this tick's budget; everything else waits a tick."""
+    max_files, max_bytes = inbox.tick_limits()
+    candidates, links = inbox.list_candidates(home.inbox)
+    received = [inbox.refuse_link(home, link) for link in links]
+    next_seen, next_failed, spent, taken = {}, {}, 0, 0
+    for candidate in candidates:
+        stamp = [candidate.size, candidate.mtime]
+        if failed.get(candidate.name) == stamp:  # could not even be quarantined: retry when it changes
+            next_failed[candidate.name] = stamp
+            continue
+        over_budget = taken >= max_files or (taken and spent >= max_bytes)
+        if over_budget or not inbox.ready(candidate, seen.get(candidate.name), lead_home.settle_seconds):
+            next_seen[candidate.name] = stamp
+            continue
+        entry = inbox.receive(home, candidate.path, lead_home.first_date, lead_home.today())
+        taken += 1
+        if entry is None:
+            continue
+        spent += max(candidate.size, entry.inflated_bytes)
+        if entry.status == "failed":
+            next_failed[candidate.name] = stamp
+        received.append(entry)
+    return received, next_seen, next_failed, len(candidates) - taken
 
 
 @sensor(
@@ -116,34 +141,25 @@ def inbox_run_request(entries: list[inbox.LedgerEntry]) -> RunRequest:
     description="Moves ready inbox files to landing or quarantine and scores their days.",
 )
 def inbox_sensor(context: SensorEvaluationContext, lead_home: LeadHomeResource):
-    """Cheap by design: header and created_date only, no pandas, no model."""
+    """Cheap by design: header and created_date only, no pandas, no model.
+
+    The cursor holds the index offset and sequence number already requested: a tick reads
+    only index lines written since, so its cost follows the new files, not the history, and a
+    ``lead-assets land`` that finishes after a tick is requested by the next one.
+    """
     home = lead_home.resolve()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    seen: dict[str, list] = cursor.get("seen", {})
-    watermark: str = cursor.get("requested_through", "")
-    at_watermark = set(cursor.get("requested_at_watermark", []))
-    candidates, links = inbox.list_candidates(home.inbox)
-    next_seen = {}
-    received = [inbox.refuse_link(home, link) for link in links]
-    for candidate in candidates:
-        if not inbox.ready(candidate, seen.get(candidate.name), lead_home.settle_seconds):
-            next_seen[candidate.name] = [candidate.size, candidate.mtime]
-            continue
-        received.append(inbox.receive(home, candidate.path, lead_home.first_date, lead_home.today()))
-    pending = [
-        e for e in inbox.landed_entries(home)
-        if e.received_at > watermark or (e.received_at == watermark and e.sha256 not in at_watermark)
-    ]
-    if pending:
-        newest = max(e.received_at for e in pending)
-        at_watermark = (at_watermark if newest == watermark else set()) | {
-            e.sha256 for e in pending if e.received_at == newest}
-        watermark = newest
-    new_cursor = {"seen": next_seen, "requested_through": watermark,
-                  "requested_at_watermark": sorted(at_watermark)}
+    received, next_seen, next_failed, waiting = take_ready_files(
+        home, lead_home, cursor.get("seen", {}), cursor.get("failed", {}))
     for entry in received:
         context.log.info(f"{entry.file}: {entry.status}" + (f" ({entry.rule}: {entry.detail})" if entry.rule else ""))
+    requested = cursor.get("requested_seq", 0)
+    changes, offset = inbox.read_index(home, cursor.get("index_offset", 0) if requested else 0)
+    pending = [c for c in changes if c.seq > requested and c.status in ("accepted", "withdrawn") and c.days]
+    new_cursor = {"seen": next_seen, "failed": next_failed, "index_offset": offset,
+                  "requested_seq": max([requested, *(c.seq for c in changes)])}
     if not pending:
-        return SensorResult(skip_reason=SkipReason(f"{len(candidates)} file(s) waiting, none ready"),
+        return SensorResult(skip_reason=SkipReason(f"{waiting} file(s) waiting, none ready"),
                             cursor=json.dumps(new_cursor))
-    return SensorResult(run_requests=[inbox_run_request(pending)], cursor=json.dumps(new_cursor))
+    request = inbox_run_request(pending, score=has_champion(context.instance))
+    return SensorResult(run_requests=[request], cursor=json.dumps(new_cursor))

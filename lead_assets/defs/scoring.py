@@ -39,6 +39,7 @@ class ScoringConfig(Config):
     deps=[AssetKey("champion_model")],
     group_name="scoring",
     kinds={"catboost", "parquet"},
+    pool="lead_scoring",
     description="Probability, 0-100 score, bucket, top-3 reasons and the model version, per lead.",
 )
 def scored_leads(

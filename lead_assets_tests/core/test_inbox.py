@@ -1,5 +1,7 @@
 """Every inbox file ends in exactly one place, with a ledger entry saying which and why."""
 
+import errno
+import gzip
 import json
 import os
 from datetime import date
@@ -88,3 +90,145 @@ def test_a_growing_file_is_not_ready(lead_home):
     assert inbox.ready(candidate, None, settle_seconds=2, now=now + 5)
     assert not inbox.ready(candidate, (candidate.size - 10, candidate.mtime), settle_seconds=2, now=now + 5)
     assert inbox.ready(candidate, (candidate.size, candidate.mtime), settle_seconds=2, now=now + 5)
+
+
+# ------------------------------------------------------------- no file stops the inbox (issue #11)
+def test_a_truncated_gzip_is_quarantined(lead_home):
+    data = gzip.compress(raw_leads(5000).to_csv(index=False).encode())  # cut past the sniffed head
+    entry = inbox.receive(lead_home, _drop(lead_home, "cut.csv.gz", content=data[: len(data) // 2]), FIRST, TODAY)
+    assert (entry.status, entry.rule) == ("quarantined", "truncated_file")
+    assert _reasons(lead_home) == {"cut.csv.gz": "truncated_file"}
+
+
+def test_a_field_over_16_mib_is_quarantined_with_its_row(lead_home):
+    frame = raw_leads(3)
+    frame.loc[1, "city_mapped"] = "x" * (17 * 1024 * 1024)
+    entry = inbox.receive(lead_home, _drop(lead_home, "huge.csv", frame), FIRST, TODAY)
+    assert (entry.status, entry.rule) == ("quarantined", "malformed_csv")
+    assert "row 3" in entry.detail and _reasons(lead_home) == {"huge.csv": "malformed_csv"}
+
+
+def test_a_240_character_name_is_landed_or_quarantined(lead_home):
+    long_good, long_bad = "g" * 236 + ".csv", "b" * 236 + ".csv"
+    good = inbox.receive(lead_home, _drop(lead_home, long_good), FIRST, TODAY)
+    bad = inbox.receive(lead_home, _drop(lead_home, long_bad, content=b""), FIRST, TODAY)
+    assert good.status == "accepted" and (bad.status, bad.rule) == ("quarantined", "empty_file")
+    assert _reasons(lead_home) == {long_bad: "empty_file"}
+    assert not any(lead_home.inbox.iterdir())
+
+
+def test_an_inbox_on_another_file_system_still_lands(lead_home, monkeypatch):
+    """os.replace raises EXDEV across file systems: the move falls back to copy, sync, remove."""
+    real = os.replace
+
+    def cross_device(src, dst):
+        if str(src).startswith(str(lead_home.inbox)):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+    monkeypatch.setattr(inbox.os, "replace", cross_device)
+    path = _drop(lead_home, "a.csv")
+    entry = inbox.receive(lead_home, path, FIRST, TODAY)
+    assert entry.status == "accepted" and not path.exists()
+    assert (lead_home.landing / entry.landed_as).read_bytes() == raw_leads(5).to_csv(index=False).encode()
+    bad = inbox.receive(lead_home, _drop(lead_home, "b.csv", content=b""), FIRST, TODAY)
+    assert bad.status == "quarantined" and _reasons(lead_home) == {"b.csv": "empty_file"}
+    assert not [p for p in lead_home.landing.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_gzip_bomb_is_refused_by_a_configurable_rule(lead_home, monkeypatch):
+    monkeypatch.setenv("LEAD_ASSETS_MAX_INFLATED_BYTES", str(4 * 1024 * 1024))
+    line = raw_leads(1).to_csv(index=False).splitlines()[1] + "\n"
+    header = ",".join(raw_leads(1).columns) + "\n"
+    bomb = gzip.compress((header + line * 200_000).encode(), compresslevel=9)  # ~50 MB inflated
+    assert len(bomb) < 1024 * 1024
+    entry = inbox.receive(lead_home, _drop(lead_home, "bomb.csv.gz", content=bomb), FIRST, TODAY)
+    assert (entry.status, entry.rule) == ("quarantined", "too_large")
+    assert "LEAD_ASSETS_MAX_INFLATED_BYTES" in entry.detail
+
+
+def test_any_unexpected_error_quarantines_that_file_only(lead_home, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("something nobody foresaw")
+    monkeypatch.setattr(inbox, "sniff_file", explode)
+    entry = inbox.receive(lead_home, _drop(lead_home, "odd.csv"), FIRST, TODAY)
+    assert (entry.status, entry.rule) == ("quarantined", "receive_failed")
+    assert "something nobody foresaw" in entry.detail
+    assert _reasons(lead_home) == {"odd.csv": "receive_failed"}
+
+
+def test_a_move_to_landing_that_fails_quarantines_the_file_and_takes_the_intent_back(lead_home, monkeypatch):
+    real = inbox._move
+
+    def refuse_landing(source, target):
+        if target.parent.path == lead_home.landing.path:
+            raise PermissionError(13, "Permission denied")
+        return real(source, target)
+    monkeypatch.setattr(inbox, "_move", refuse_landing)
+    entry = inbox.receive(lead_home, _drop(lead_home, "a.csv"), FIRST, TODAY)
+    assert (entry.status, entry.rule) == ("quarantined", "receive_failed") and "Permission" in entry.detail
+    assert inbox.landed_entries(lead_home) == [] and _reasons(lead_home) == {"a.csv": "receive_failed"}
+    assert [json.loads(p.read_text())["status"] for p in lead_home.ledger.glob("*.json")] == ["quarantined"]
+
+
+# ------------------------------------------------------------------- crashes and races lose nothing
+@pytest.mark.parametrize("step", ["write_entry", "_move"])
+def test_a_crash_between_ledger_and_move_loses_nothing(lead_home, monkeypatch, step):
+    """Killed at either step of a landing, the file lands on the next look and the ledger knows it."""
+    path = _drop(lead_home, "a.csv")
+
+    def crash(*args, **kwargs):
+        raise SystemExit("killed")
+    monkeypatch.setattr(inbox, step, crash)
+    with pytest.raises(SystemExit):
+        inbox.receive(lead_home, path, FIRST, TODAY)
+    monkeypatch.undo()
+    again = _drop(lead_home, "a.csv") if not path.exists() else path  # the sender retries if it vanished
+    entry = inbox.receive(lead_home, again, FIRST, TODAY)
+    assert entry.status == "accepted" and (lead_home.landing / entry.landed_as).exists()
+    assert [e.sha256 for e in inbox.landed_entries(lead_home)] == [entry.sha256]
+    assert inbox.read_entry(lead_home, entry.sha256).status == "accepted"
+
+
+def test_a_landed_file_the_ledger_lost_is_recorded_not_deleted_as_a_duplicate(lead_home):
+    """A landing/ file without a ledger entry (an older crash): dropping it again records it."""
+    frame = raw_leads(5)
+    first = inbox.receive(lead_home, _drop(lead_home, "a.csv", frame), FIRST, TODAY)
+    for item in list(lead_home.ledger.iterdir()):
+        item.unlink()
+    again = inbox.receive(lead_home, _drop(lead_home, "a.csv", frame), FIRST, TODAY)
+    assert again.status == "accepted" and again.sha256 == first.sha256
+    assert [e.file for e in inbox.landed_entries(lead_home)] == ["a.csv"]
+
+
+def test_sequence_numbers_only_grow_whatever_the_clock_says(lead_home, monkeypatch):
+    a = inbox.receive(lead_home, _drop(lead_home, "a.csv", raw_leads(3, seed=1)), FIRST, TODAY)
+    monkeypatch.setattr(inbox, "_now", lambda: "2000-01-01T00:00:00.000000+00:00")
+    b = inbox.receive(lead_home, _drop(lead_home, "b.csv", raw_leads(3, seed=2)), FIRST, TODAY)
+    assert b.seq == a.seq + 1
+    records, offset = inbox.read_index(lead_home)
+    assert [r.seq for r in records] == [a.seq, b.seq]
+    assert inbox.read_index(lead_home, offset) == ([], offset)
+
+
+def test_a_ledger_from_before_the_index_is_migrated_in_landing_order(lead_home):
+    frame = raw_leads(5)
+    entry = inbox.receive(lead_home, _drop(lead_home, "a.csv", frame), FIRST, TODAY)
+    (lead_home.ledger / inbox.INDEX).unlink()
+    assert [(e.seq, e.sha256) for e in inbox.landed_entries(lead_home)] == [(1, entry.sha256)]
+
+
+def test_withdrawing_a_file_moves_it_to_quarantine_and_records_a_change(lead_home):
+    keep = inbox.receive(lead_home, _drop(lead_home, "keep.csv", raw_leads(3, seed=1)), FIRST, TODAY)
+    gone = inbox.receive(lead_home, _drop(lead_home, "wrong.csv", raw_leads(3, "2021-07-09", seed=2)), FIRST, TODAY)
+    withdrawn = inbox.withdraw(lead_home, gone.sha256[:10], "wrong export")
+    assert withdrawn.status == "withdrawn" and withdrawn.seq > gone.seq and withdrawn.days == gone.days
+    assert [e.file for e in inbox.landed_entries(lead_home)] == [keep.file]
+    assert not (lead_home.landing / gone.landed_as).exists()
+    assert _reasons(lead_home) == {"wrong.csv": "withdrawn"}
+    with pytest.raises(ValueError, match="matches 0 landed files"):
+        inbox.withdraw(lead_home, "wrong.csv", "again")
+
+
+def _reasons(home) -> dict[str, str]:
+    found = [json.loads(p.read_text()) for p in home.quarantine.iterdir() if p.name.endswith(".reason.json")]
+    return {r["file"]: r["rule"] for r in found}

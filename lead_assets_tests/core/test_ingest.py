@@ -3,6 +3,7 @@
 import gzip
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 from upath import UPath
@@ -156,3 +157,82 @@ def test_sniff_counts_days_and_bad_dates(tmp_path):
     assert sniff.day_counts == {"2021-07-05": 3, "2021-07-09": 1}
     assert sniff.bad_date_rows == [6]
     assert sniff.rows == 5
+
+
+# ---------------------------------------------------------------- every row accounted for (issue #11)
+def test_a_row_with_extra_fields_is_a_rejected_row_not_a_failed_parse(tmp_path):
+    frame = raw_leads(4)
+    lines = frame.to_csv(index=False).splitlines()
+    lines[2] += ",surplus,fields"
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join(lines) + "\n")
+    parsed = _parse(path)
+    assert len(parsed.accepted) == 3 and parsed.rows == 4
+    assert parsed.rejected[["source_row", "rule"]].values.tolist() == [[3, "wrong_field_count"]]
+    assert parsed.rejected.loc[0, "day"] == "2021-07-05"
+
+
+def test_trailing_empty_fields_are_tolerated(tmp_path):
+    lines = raw_leads(2).to_csv(index=False).splitlines()
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join([lines[0]] + [line + ",," for line in lines[1:]]) + "\n")
+    assert len(_parse(path).accepted) == 2
+
+
+SPELLINGS = {
+    "2021-07-20 10:00:00": "2021-07-20", "20210720": "2021-07-20", "2021-7-21": "2021-07-21",
+    "2021-07-10T10": "2021-07-10", "2021-07-10T10:30": "2021-07-10", "2021-07-10 10:30:15.250": "2021-07-10",
+    "2021-07-11T01:00:00+05:30": "2021-07-10", "2021-07-11T01:00:00Z": "2021-07-11", " 2021-07-12 ": "2021-07-12",
+}
+
+
+def test_sniff_and_parse_agree_on_every_date_spelling(tmp_path):
+    """One parser: a mixed column parses, and each row's day is the same in the sniff and the parse."""
+    frame = raw_leads(len(SPELLINGS) + 2)
+    frame[schema.CREATED_DATE] = [*SPELLINGS, "2021-02-30", "20211340"]
+    path = _write(tmp_path, frame)
+    sniff = sniff_file(UPath(path), FIRST, TODAY)
+    parsed = _parse(path)
+    days = parsed.accepted[schema.CREATED_DATE].dt.strftime("%Y-%m-%d")
+    assert days.tolist() == list(SPELLINGS.values())
+    assert sniff.day_counts == days.value_counts().to_dict()
+    assert parsed.rejected["rule"].tolist() == ["unparseable_date"] * 2
+    assert sniff.bad_date_rows == parsed.rejected["source_row"].tolist()
+
+
+def test_rows_outside_the_partitions_are_rejected_without_a_day(tmp_path):
+    """date_before_start / date_in_future rows belong to no partition: kept per file, not dropped."""
+    frame = raw_leads(3)
+    frame.loc[0, schema.CREATED_DATE] = "2020-01-01 00:00:00"
+    frame.loc[1, schema.CREATED_DATE] = "2099-01-01 00:00:00"
+    rejected = _parse(_write(tmp_path, frame)).rejected
+    assert rejected["rule"].tolist() == ["date_before_start", "date_in_future"]
+    assert rejected["day"].isna().all()
+
+
+def test_a_rejected_row_does_not_reject_its_corrected_copy(tmp_path):
+    frame = raw_leads(3).assign(lead_id=["a", "b", "c"])
+    corrected = frame.iloc[[1]].copy()
+    frame.loc[1, schema.REFERRED] = 7  # the CRM sent it wrong, then again right
+    parsed = _parse(_write(tmp_path, pd.concat([frame, corrected], ignore_index=True)))
+    assert sorted(parsed.accepted[schema.LEAD_ID]) == ["a", "b", "c"]
+    assert parsed.rejected[["source_row", "rule"]].values.tolist() == [[3, "not_binary"]]
+    assert parsed.accepted.set_index(schema.LEAD_ID).loc["b", "source_row"] == 5
+
+
+def test_derived_id_ignores_an_optional_column_left_out(tmp_path):
+    frame = raw_leads(4)
+    frame["syllabus"] = np.nan
+    without = frame.drop(columns=["syllabus", "emi_partner_click"])
+    with_zero = frame.assign(emi_partner_click=0.0)
+    ids = [set(_parse(_write(tmp_path, f, name=f"{i}.csv")).accepted[schema.LEAD_ID])
+           for i, f in enumerate((frame, without, with_zero))]
+    assert ids[0] == ids[1] == ids[2]
+
+
+def test_a_duplicate_after_a_rejected_row_names_the_first_valid_copy(tmp_path):
+    frame = raw_leads(3)
+    frame.loc[0, schema.CREATED_DATE] = "garbage"
+    parsed = _parse(_write(tmp_path, pd.concat([frame, frame.iloc[[2]]], ignore_index=True)))
+    assert parsed.rejected[["source_row", "rule", "detail"]].values.tolist()[1] == [
+        5, "duplicate_in_file", "same lead as row 4"]

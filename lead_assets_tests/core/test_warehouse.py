@@ -36,6 +36,29 @@ def test_failed_write_keeps_the_old_partition(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         warehouse.write_partition(root, "raw_leads", "2021-07-05", frame(5, 2))
     assert warehouse.read_partitions(root, "raw_leads")["value"].tolist() == [1, 1, 1]
+    assert sorted(p.name for p in (root / "raw_leads").iterdir()) == ["2021-07-05.parquet"]  # no *.tmp left
+
+
+def test_a_write_that_fails_midway_leaves_no_temporary_file(tmp_path, monkeypatch):
+    root = UPath(tmp_path)
+
+    class Full:
+        def __init__(self, path, mode):
+            self.handle = open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[:10])
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(warehouse, "open", Full, raising=False)
+    with pytest.raises(OSError, match="No space"):
+        warehouse.atomic_write_bytes(root / "ledger" / "x.json", b"{}" * 100)
+    assert list((root / "ledger").iterdir()) == []
 
 
 def test_killed_writer_leaves_old_or_new_never_half(tmp_path):

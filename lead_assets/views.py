@@ -1,0 +1,98 @@
+"""The read-only query layer: DuckDB views over the warehouse, and printing results safely.
+
+``lead-assets query``, ``lead-assets leads`` and the demo all read through here. A query may
+only be one SELECT over the views: DuckDB's file access is limited to the warehouse and the
+ledger and its configuration is locked, so no statement can write a file (``COPY ... TO``),
+attach a database or read elsewhere on the machine. CSV output is meant for spreadsheets,
+so text cells that a spreadsheet would run as a formula are neutralised.
+"""
+
+from __future__ import annotations
+
+import sys
+
+VIEWS = ("raw_leads", "cleaned_leads", "lead_features", "scored_leads", "rejected_leads", "ingest_log")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class QueryError(ValueError):
+    """A query that cannot run or is not allowed: one line for the user."""
+
+
+def _quote(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def connect(home):
+    """DuckDB over the warehouse files: one view per asset, plus rejected rows and the ledger.
+
+    After the views exist, file access is limited to the warehouse and ledger folders and the
+    configuration is locked, so queries cannot widen it.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    available = []
+    for view in VIEWS[:5]:
+        folders = [home.warehouse / view] + ([home.warehouse / view / "undated"] if view == "rejected_leads" else [])
+        globs = [_quote(f"{f}/*.parquet") for f in folders if f.exists() and any(f.glob("*.parquet"))]
+        if globs:
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{', '.join(globs)}], union_by_name=true)")
+            available.append(view)
+    if home.ledger.exists() and any(home.ledger.glob("*.json")):
+        con.execute("CREATE VIEW ingest_log AS SELECT * FROM "
+                    f"read_json_auto({_quote(f'{home.ledger}/*.json')}, union_by_name=true)")
+        available.append("ingest_log")
+    allowed = ", ".join(_quote(str(p)) for p in (home.warehouse, home.ledger))
+    con.execute(f"SET allowed_directories = [{allowed}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con, available
+
+
+def run_query(home, sql: str):
+    """One SELECT statement over the views, as a DataFrame; anything else is a QueryError."""
+    import duckdb
+
+    con, available = connect(home)
+    try:
+        statements = con.extract_statements(sql)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            kinds = ", ".join(s.type.name for s in statements) or "none"
+            raise QueryError(f"only one SELECT statement is allowed (got: {kinds}); the query tool is read-only")
+        return con.execute(sql).fetchdf()
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise QueryError(f"query failed: {first} (views with data: {', '.join(available) or 'none'})") from exc
+    finally:
+        con.close()
+
+
+def neutralise_formulas(frame):
+    """Text cells that start like a spreadsheet formula get a leading ``'`` (CSV injection)."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if values.dtype == object or str(values.dtype).startswith("string"):
+            text = values.astype("string")
+            risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+            if risky.any():
+                out[column] = values.astype(object).where(~risky, "'" + text.astype(object).where(risky, ""))
+    return out
+
+
+def print_frame(frame, fmt: str, stream=None) -> None:
+    """Print as a table, JSON records or spreadsheet-safe CSV."""
+    stream = stream or sys.stdout
+    if fmt == "csv":
+        neutralise_formulas(frame).to_csv(stream, index=False)
+    elif fmt == "json":
+        print(frame.to_json(orient="records", date_format="iso", indent=1), file=stream)
+    elif frame.empty:
+        print("(no rows)", file=stream)
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
+                               "display.max_colwidth", 80):
+            print(frame.to_string(index=False), file=stream)

@@ -1,0 +1,80 @@
+"""Landed files to a day's leads: parsed once, one lead in one day, every row accounted for."""
+
+from datetime import date
+
+import pandas as pd
+
+from lead_assets.core import inbox, landed
+from lead_assets.core.ingest import parse_lead_file
+from lead_assets_tests.factories import raw_leads
+
+FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
+
+
+def _land(home, name, frame):
+    path = home.inbox / name
+    frame.to_csv(path.path, index=False)
+    entry = inbox.receive(home, path, FIRST, TODAY)
+    assert entry.status == "accepted", entry.detail
+    return entry
+
+
+def _leads(home, *days):
+    return landed.leads_for_days(home, list(days), FIRST, TODAY)
+
+
+def test_a_lead_re_sent_with_another_date_lives_in_the_first_landed_day_only(lead_home):
+    first = raw_leads(3, "2021-07-05").assign(lead_id=["x", "y", "z"])
+    again = raw_leads(1, "2021-07-09", seed=4).assign(lead_id=["y"])
+    _land(lead_home, "first.csv", first)
+    _land(lead_home, "again.csv", again)
+    assert sorted(_leads(lead_home, "2021-07-05").leads["lead_id"]) == ["x", "y", "z"]
+    later = _leads(lead_home, "2021-07-09")
+    assert later.leads.empty
+    (row,) = later.rejected.to_dict(orient="records")
+    assert (row["source_file"], row["source_row"], row["rule"], row["day"]) == (
+        "again.csv", 2, "duplicate_of_earlier_file", "2021-07-09")
+    assert "first.csv row 3" in row["detail"]
+    both = _leads(lead_home, "2021-07-05", "2021-07-09")
+    assert sorted(both.leads["lead_id"]) == ["x", "y", "z"] and len(both.rejected) == 1
+
+
+def test_the_first_landed_copy_wins_even_when_it_has_the_later_date(lead_home):
+    _land(lead_home, "late.csv", raw_leads(1, "2021-07-09").assign(lead_id=["y"]))
+    _land(lead_home, "early.csv", raw_leads(1, "2021-07-05", seed=3).assign(lead_id=["y"]))
+    assert _leads(lead_home, "2021-07-05").leads.empty
+    assert _leads(lead_home, "2021-07-09").leads["source_file"].tolist() == ["late.csv"]
+
+
+def test_the_same_lead_in_two_files_of_one_day_is_accounted_for(lead_home):
+    frame = raw_leads(4)
+    _land(lead_home, "a.csv", frame)
+    _land(lead_home, "b.csv", pd.concat([frame.iloc[:2], raw_leads(1, seed=9)]))
+    found = _leads(lead_home, "2021-07-05")
+    assert len(found.leads) == 5 and found.duplicates == 2
+    assert found.rejected["rule"].tolist() == ["duplicate_of_earlier_file"] * 2
+    assert set(found.rejected["source_file"]) == {"b.csv"}
+
+
+def test_each_landed_file_is_parsed_once(lead_home):
+    frame = pd.concat([raw_leads(3, f"2021-07-{d:02d}", seed=d) for d in range(1, 11)], ignore_index=True)
+    _land(lead_home, "ten_days.csv", frame)
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return parse_lead_file(*args, **kwargs)
+    per_day = [len(landed.leads_for_days(lead_home, [f"2021-07-{d:02d}"], FIRST, TODAY, parse=counting).leads)
+               for d in range(1, 11)]
+    assert per_day == [3] * 10 and len(calls) == 1
+
+
+def test_withdrawing_a_file_re_runs_the_days_where_its_leads_were_shared(lead_home):
+    first = _land(lead_home, "first.csv", raw_leads(2, "2021-07-05").assign(lead_id=["x", "y"]))
+    _land(lead_home, "again.csv", raw_leads(1, "2021-07-09", seed=4).assign(lead_id=["y"]))
+    assert _leads(lead_home, "2021-07-09").leads.empty
+    withdrawn = landed.withdraw(lead_home, "first.csv", "wrong dates", FIRST, TODAY)
+    assert sorted(withdrawn.days) == ["2021-07-05", "2021-07-09"]
+    assert _leads(lead_home, "2021-07-05").leads is None
+    assert _leads(lead_home, "2021-07-09").leads["lead_id"].tolist() == ["y"]
+    assert not (lead_home.landing / first.landed_as).exists()

@@ -1,0 +1,152 @@
+"""Served: `dagster dev` with the inbox sensor on, a batch of broken files, then a good one.
+
+Every row of every dropped file is reconciled against raw_leads, rejected_leads and
+quarantine/, no run fails, and the good file's leads are scored by the champion.
+"""
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lead_assets.core import inbox, synth, warehouse
+from lead_assets_tests.test_served import ROOT, free_port, graphql
+
+RUNS = '{ runsOrError { ... on Runs { results { runId status jobName } } } }'
+BATCH_DAYS = ["2021-08-20", "2021-08-21", "2021-08-22"]
+
+
+def _train_champion(home):
+    """40 labelled days landed and a promoted champion, in the instance `dagster dev` will use."""
+    from lead_assets.demo import materialize_selection
+
+    history = synth.generate_leads("2021-07-01", 40, 150, seed=21, labelled=True)
+    synth.write_daily_files(history, home.inbox.path, prefix="history")
+    today = datetime.now(timezone.utc).date()
+    for candidate in inbox.list_candidates(home.inbox)[0]:
+        inbox.receive(home, candidate.path, date(2021, 7, 1), today)
+    materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], "2021-07-01", "2021-08-09")
+    materialize_selection(["lead_scoring_model", "champion_model"])
+
+
+def _batch() -> dict[str, bytes]:
+    good = synth.generate_leads("2021-08-22", 1, 50, seed=31, labelled=False)
+    base = synth.generate_leads("2021-08-20", 1, 20, seed=32, labelled=False)
+    header = ",".join(base.columns)
+    truncated = gzip.compress(synth.generate_leads("2021-08-21", 1, 3000, seed=33, labelled=False)
+                              .to_csv(index=False).encode())
+    extra = base.to_csv(index=False).splitlines()
+    extra[4] += ",surplus"
+    huge = base.head(3).copy()
+    huge.loc[1, "city_mapped"] = "x" * (20 * 1024 * 1024)
+    line = base.to_csv(index=False, header=False).splitlines()[0] + "\n"
+    bomb = gzip.compress((header + "\n" + line * 1_500_000).encode(), compresslevel=9)
+    mixed = synth.generate_leads("2021-08-21", 1, 12, seed=34, labelled=False)
+    mixed["created_date"] = ["20210821", "2021-8-21", "2021-08-21T10", "2021-08-21T10:30", "2021-08-21 09:00:00",
+                             "2021-08-21T23:30:00-02:00", "21/08/2021", *mixed["created_date"][7:]]
+    out_of_range = synth.generate_leads("2021-08-20", 1, 10, seed=35, labelled=False)
+    out_of_range.loc[0, "created_date"] = "2019-05-01 10:00:00"
+    out_of_range.loc[1, "created_date"] = "2099-01-01 10:00:00"
+    return {
+        "a_truncated.csv.gz": truncated[: len(truncated) // 2],
+        "b_extra_field.csv": ("\n".join(extra) + "\n").encode(),
+        "c_huge_field.csv": huge.to_csv(index=False).encode(),
+        "d_" + "n" * 234 + ".csv": (header + "\n").encode(),
+        "e_bomb.csv.gz": bomb,
+        "f_mixed_dates.csv": mixed.to_csv(index=False).encode(),
+        "g_out_of_range.csv": out_of_range.to_csv(index=False).encode(),
+        "z_good.csv": good.to_csv(index=False).encode(),
+    }
+
+
+@pytest.fixture
+def served_home(lead_home, tmp_path, monkeypatch):
+    from lead_assets.demo import ensure_dagster_home
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    ensure_dagster_home(lead_home)
+    _train_champion(lead_home)
+    port = free_port()
+    env = dict(os.environ, LEAD_ASSETS_MAX_INFLATED_BYTES=str(64 * 1024 * 1024))
+    dagster = Path(sys.executable).with_name("dagster")
+    process = subprocess.Popen(
+        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]:
+                    break
+            except Exception:
+                if process.poll() is not None:
+                    pytest.fail(f"dagster dev exited with {process.returncode}")
+                if time.time() > deadline:
+                    pytest.fail("dagster dev did not answer GraphQL within 180 s")
+            time.sleep(1)
+        yield lead_home, port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _runs(port):
+    return graphql(port, RUNS)["runsOrError"]["results"]
+
+
+def test_broken_files_never_stop_the_inbox_and_every_row_is_accounted_for(served_home):
+    home, port = served_home
+    files = _batch()
+    old = time.time() - 30
+    for name, data in files.items():
+        path = home.inbox / name
+        path.write_bytes(data)
+        os.utime(path.path, (old, old))
+    good_ids = None
+    deadline = time.time() + 420
+    while time.time() < deadline:
+        runs = _runs(port)
+        finished = all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+        if not any(home.inbox.iterdir()) and finished and runs:
+            scored = warehouse.read_partitions(home.warehouse, "scored_leads", BATCH_DAYS)
+            raw = warehouse.read_partitions(home.warehouse, "raw_leads", BATCH_DAYS)
+            good_ids = set(raw.loc[raw.source_file == "z_good.csv", "lead_id"]) if len(raw) else set()
+            if good_ids and good_ids <= set(scored["lead_id"]):
+                break
+        time.sleep(3)
+    runs = _runs(port)
+    assert good_ids, f"the good file was not scored in time; runs: {runs}"
+    assert {r["status"] for r in runs} == {"SUCCESS"}, runs
+
+    ledger = [json.loads(p.read_text()) for p in home.ledger.glob("*.json")]
+    fate = {e["file"]: e for e in ledger if e["file"] in files}
+    assert set(fate) == set(files)
+    quarantined = {name: e["rule"] for name, e in fate.items() if e["status"] == "quarantined"}
+    assert quarantined == {"a_truncated.csv.gz": "truncated_file", "c_huge_field.csv": "malformed_csv",
+                           "d_" + "n" * 234 + ".csv": "no_rows", "e_bomb.csv.gz": "too_large"}
+    reasons = [json.loads(p.read_text()) for p in home.quarantine.glob("*.reason.json")]
+    assert {r["file"]: r["rule"] for r in reasons if r["file"] in files} == quarantined
+    assert len(list(home.quarantine.glob("*.reason.json"))) * 2 == len(list(home.quarantine.iterdir()))
+
+    raw = warehouse.read_partitions(home.warehouse, "raw_leads")
+    rejected = pd.concat([warehouse.read_partitions(home.warehouse, "rejected_leads"),
+                          warehouse.read_partitions(home.warehouse, "rejected_leads/undated")])
+    for name in files.keys() - quarantined.keys():
+        accepted = int((raw.source_file == name).sum())
+        refused = rejected[rejected.source_file == name]
+        assert fate[name]["rows_read"] == accepted + len(refused), name
+    rules = rejected[rejected.source_file.isin(files)].groupby("source_file")["rule"].apply(sorted).to_dict()
+    assert rules == {"b_extra_field.csv": ["wrong_field_count"], "f_mixed_dates.csv": ["unparseable_date"],
+                     "g_out_of_range.csv": ["date_before_start", "date_in_future"]}
+    assert (raw.source_file == "f_mixed_dates.csv").sum() == 11
