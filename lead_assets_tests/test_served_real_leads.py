@@ -129,7 +129,13 @@ def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
     assert len(scored) >= 0.99 * len(later)
     assert precision >= 0.65 and recall >= 0.75, (precision, recall)
     assert scored["cutoff_rule"].str.startswith("top ").mean() > 0.95
-    history_scored = warehouse.read_partitions(home.warehouse, "scored_leads", sorted(history_days)[-5:])
-    assert set(history_scored["model_version"]) == {champion}  # the first promotion scored every day
+
+    featured = len(warehouse.read_partitions(home.warehouse, "lead_features", sorted(history_days)))
+
+    def history_rescored():  # the first promotion scores every day that had features
+        frame = warehouse.read_partitions(home.warehouse, "scored_leads", sorted(history_days))
+        return (frame,) if len(frame) == featured and set(frame["model_version"]) == {champion} else None
+
+    _wait("the history rescored by the first champion", history_rescored, process, 600)
     failed = graphql(port, FAILED_RUNS)["runsOrError"]["results"]
     assert failed == [], failed

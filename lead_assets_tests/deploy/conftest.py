@@ -102,7 +102,7 @@ def trained(deployment: Deployment) -> Trained:
     # Fixed dates and seed: the same history every time, so the promotion gate (AUC, precision
     # and recall targets) sees the same data on every day the tests run.
     first = date.fromisoformat(os.environ.get("LEAD_ASSETS_DEPLOY_TEST_HISTORY_START", "2024-09-01"))
-    days = int(os.environ.get("LEAD_ASSETS_DEPLOY_TEST_HISTORY_DAYS", "30"))
+    days = int(os.environ.get("LEAD_ASSETS_DEPLOY_TEST_HISTORY_DAYS", "45"))  # two months: a backtest
     per_day = os.environ.get("LEAD_ASSETS_DEPLOY_TEST_LEADS_PER_DAY", "400")
     last = first + timedelta(days=days - 1)
     training.cli([BIN / "lead-assets", "generate", "--start", first.isoformat(), "--days", str(days),

@@ -46,7 +46,7 @@ def test_tag_limits_name_real_tags_and_schedules():
 
     entry = LedgerEntry(file="a.csv", sha256="0" * 64, status="accepted", received_at="x", size_bytes=1,
                         days={"2024-01-01": 1})
-    tags = set(inbox_run_request([entry]).tags) | set(rescoring_request(["2024-01-01"], "1").tags)
+    tags = set(inbox_run_request([entry]).tags) | set(rescoring_request(["2024-01-01"], "1", change=1).tags)
     for name in ("dagster.yaml", "k8s/dagster.yaml"):
         limits = load(name)["concurrency"]["runs"]["tag_concurrency_limits"]
         keys = {limit["key"] for limit in limits}
