@@ -118,13 +118,34 @@ def cmd_leads(args) -> int:
         where.append(f"CAST(created_date AS DATE) <= DATE '{args.date_to}'")
     if args.bucket:
         where.append(f"bucket = '{args.bucket}'")
+    detail = ", cutoff_rule" + "".join(f", reason_{k}_feature, reason_{k}_value, reason_{k}_shap" for k in (1, 2, 3))
     sql = (
-        "SELECT lead_id, created_date, score, bucket, cutoff, cutoff_rule, reasons, unseen_levels, model_version "
-        "FROM scored_leads" + (" WHERE " + " AND ".join(where) if where else "")
+        "SELECT lead_id, created_date, probability, score, bucket, cutoff, reasons, unseen_levels, model_version"
+        + (detail if args.format != "table" else "")
+        + " FROM scored_leads" + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY probability DESC, lead_id LIMIT {args.top}"
     )
-    print_frame(run_query(home, sql), args.format)
+    frame = run_query(home, sql)
+    print_frame(_structured_reasons(frame) if args.format == "json" else frame, args.format)
     return 0
+
+
+def _structured_reasons(frame):
+    """JSON output: the top reasons as a list of {feature, value, direction, size}, beside the text."""
+    import pandas as pd
+
+    columns = [(f"reason_{k}_feature", f"reason_{k}_value", f"reason_{k}_shap") for k in (1, 2, 3)]
+    present = [c for c in columns if c[0] in frame.columns]
+    if not present:
+        return frame
+    details = [
+        [{"feature": row[f], "value": row[v], "direction": "up" if row[s] >= 0 else "down", "size": abs(row[s])}
+         for f, v, s in present if isinstance(row[f], str)]
+        for row in frame.to_dict("records")
+    ]
+    out = frame.drop(columns=[c for triple in present for c in triple])
+    out["reason_details"] = pd.Series(details, index=frame.index, dtype=object)
+    return out
 
 
 # ---------------------------------------------------------------------------------- evaluate

@@ -192,7 +192,12 @@ def test_leads_command_lists_best_first_with_reasons(trained, capsys):
     assert len(rows) == 5
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert all(r["reasons"].count(";") == 2 and r["model_version"] for r in rows)
-    assert all(r["cutoff_rule"] for r in rows)
+    assert all(r["cutoff_rule"] and (r["bucket"] == "junk") == (r["probability"] < r["cutoff"]) for r in rows)
+    for row in rows:  # the same reasons as structured fields, in the order of the text
+        details = row["reason_details"]
+        assert [d["feature"] for d in details] == [part.split("=")[0] for part in row["reasons"].split("; ")]
+        assert all(d["direction"] in ("up", "down") and d["size"] >= 0 for d in details)
+        assert f"{'+' if details[0]['direction'] == 'up' else '-'}{details[0]['size']:.2f}" in row["reasons"]
     assert main(["--home", str(home.root), "leads", "--from", "2021-08-20", "--to", "2021-08-22",
                  "--bucket", "junk", "--top", "500", "--format", "csv"]) == 0
     junk = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
