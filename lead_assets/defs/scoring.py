@@ -26,7 +26,7 @@ CUTOFF_WINDOW = TimeWindowPartitionMapping(start_offset=-(DEFAULT_WINDOW_DAYS - 
 
 
 class ScoringConfig(Config):
-    """Bucket cut-offs on the calibrated probability; junk is below the model's gate threshold."""
+    """Bucket cut-offs on the calibrated probability; junk is below each lead's cut-off (core.cutoff)."""
 
     hot_min_probability: float = Field(0.80, description="At or above: call first.")
     warm_min_probability: float = Field(0.60, description="At or above (and above junk): call next.")
