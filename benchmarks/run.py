@@ -71,7 +71,7 @@ def bench_training(size: dict, work: Path) -> tuple[list[Result], Path]:
     median = seconds[len(seconds) // 2]
     results = [
         Result("Training", f"train_model on {runs[0]['rows']:,} leads", median, "s", seconds, "< 60 s", median < 60),
-        Result("Training", "holdout AUC (synthetic)", runs[0]["auc"], "", [], "", None),
+        Result("Training", "pooled backtest AUC (synthetic)", runs[0]["auc"], "", [], "", None),
         Result("Training", "peak RSS", max(r["peak_rss_mb"] for r in runs), "MB", [], "", None),
     ]
     return results, model_path
