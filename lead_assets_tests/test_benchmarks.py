@@ -19,7 +19,7 @@ def test_quick_benchmark_produces_every_measure(tmp_path):
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     names = {(r["section"], r["name"].split(",")[0]) for r in json.loads(out.read_text())["results"]}
-    assert {("Training", "holdout AUC (synthetic)"), ("Scoring throughput", "pipeline / bare"),
+    assert {("Training", "pooled backtest AUC (synthetic)"), ("Scoring throughput", "pipeline / bare"),
             ("Scoring throughput", "bare predict_proba only"), ("Peak memory", "scoring 5")} <= names
     text = report.read_text()
     assert "Machine:" in text and "| pipeline / bare |" in text
