@@ -111,6 +111,7 @@ def inbox_run_request(entries: list[inbox.IndexRecord], score: bool = True) -> R
 def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, failed: dict):
     """Receive the ready inbox files, up to this tick's budget; everything else waits a tick."""
     max_files, max_bytes = inbox.tick_limits()
+    max_files, max_bytes = lead_home.tick_max_files or max_files, lead_home.tick_max_bytes or max_bytes
     candidates, links = inbox.list_candidates(home.inbox)
     received = [inbox.refuse_link(home, link) for link in links]
     next_seen, next_failed, spent, taken = {}, {}, 0, 0

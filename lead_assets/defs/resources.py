@@ -65,6 +65,8 @@ class LeadHomeResource(ConfigurableResource):
     mlflow_tracking_uri: str | None = None
     first_day: str = FIRST_DAY
     settle_seconds: float = 2.0
+    tick_max_files: int | None = None  # None: LEAD_ASSETS_TICK_MAX_FILES, else 100 (core.inbox)
+    tick_max_bytes: int | None = None  # None: LEAD_ASSETS_TICK_MAX_BYTES, else 256 MiB
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None):

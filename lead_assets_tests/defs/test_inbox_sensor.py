@@ -6,6 +6,7 @@ import os
 import time
 
 import pandas as pd
+import pytest
 from dagster import AssetMaterialization, build_sensor_context
 
 from lead_assets.core import inbox, ingest
@@ -14,9 +15,9 @@ from lead_assets.defs.resources import LeadHomeResource
 from lead_assets_tests.factories import raw_leads
 
 
-def tick(instance, cursor=None, settle=0.0):
+def tick(instance, cursor=None, settle=0.0, **limits):
     context = build_sensor_context(instance=instance, cursor=cursor,
-                                   resources={"lead_home": LeadHomeResource(settle_seconds=settle)})
+                                   resources={"lead_home": LeadHomeResource(settle_seconds=settle, **limits)})
     result = inbox_sensor(context)
     return result, result.cursor
 
@@ -162,17 +163,23 @@ def test_a_file_that_breaks_reading_does_not_stop_the_files_behind_it(lead_home,
     assert not any(lead_home.inbox.iterdir())
 
 
-def test_a_tick_takes_a_bounded_number_of_files_and_the_cursor_carries_the_rest(lead_home, instance, monkeypatch):
-    monkeypatch.setenv("LEAD_ASSETS_TICK_MAX_FILES", "2")
+@pytest.mark.parametrize("configured", ["environment", "resource"])
+def test_a_tick_takes_a_bounded_number_of_files_and_the_cursor_carries_the_rest(lead_home, instance, monkeypatch,
+                                                                               configured):
+    limits = {}
+    if configured == "environment":
+        monkeypatch.setenv("LEAD_ASSETS_TICK_MAX_FILES", "2")
+    else:
+        limits = {"tick_max_files": 2}
     for i in range(5):
         drop(lead_home, f"f{i}.csv", raw_leads(2, f"2021-07-0{i + 1}", seed=i))
     cursor, landed_per_tick = None, []
     for _ in range(3):
-        result, cursor = tick(instance, cursor)
+        result, cursor = tick(instance, cursor, **limits)
         assert len(result.run_requests) == 1
         landed_per_tick.append(len(inbox.landed_entries(lead_home)))
     assert landed_per_tick == [2, 4, 5]
-    assert not tick(instance, cursor)[0].run_requests
+    assert not tick(instance, cursor, **limits)[0].run_requests
 
 
 def test_a_tick_takes_a_bounded_number_of_bytes(lead_home, instance, monkeypatch):
