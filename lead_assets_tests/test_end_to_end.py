@@ -250,6 +250,26 @@ def _lead_scoring_runs(home):
     return mlflow.search_runs(experiment_names=["lead_scoring"], order_by=["start_time DESC"])
 
 
+def test_the_asset_pages_show_the_plots_and_the_backtests(trained):
+    """People look at the asset page: the training plots, the backtest months and the gate are there."""
+    import base64
+
+    _, instance = trained
+    event = instance.get_latest_materialization_event(AssetKey("lead_scoring_model"))
+    metadata = event.asset_materialization.metadata
+    plots = metadata["plots"].value
+    images = [chunk.split(")")[0] for chunk in plots.split("data:image/png;base64,")[1:]]
+    assert len(images) == 5 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    for title in ("roc", "calibration", "cumulative gains"):
+        assert f"**{title}**" in plots
+    assert "| month" in metadata["backtest_months"].value and "pooled over" in metadata["backtest_months"].value
+    assert "auc" in metadata["gate"].value
+    result = run_selection(instance, ["lead_insights"])
+    insights = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"][0]
+    shown = insights.event_specific_data.materialization.metadata["plots"].value
+    assert shown.count("data:image/png;base64,") >= 3 and "**conversion by source**" in shown
+
+
 def test_every_training_materialization_is_one_finished_mlflow_run(trained):
     home, instance = trained
     materializations = instance.fetch_materializations(AssetKey("lead_scoring_model"), limit=100).records

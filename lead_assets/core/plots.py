@@ -124,3 +124,15 @@ def training_plots(result: TrainResult) -> dict[str, bytes]:
         "cumulative_gains.png": cumulative_gains_png(y, p),
         "feature_importance.png": feature_importance_png(model.features, model.raw_model.get_feature_importance()),
     }
+
+
+def markdown_images(pngs: dict[str, bytes]) -> str:
+    """PNG plots as one markdown block with the images inline (data URIs): Dagster's asset page
+    shows them beside the tables, with nothing to fetch from elsewhere."""
+    import base64
+
+    parts = []
+    for name, png in pngs.items():
+        title = name.removesuffix(".png").replace("_", " ")
+        parts.append(f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+    return "\n\n".join(parts)

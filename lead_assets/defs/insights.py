@@ -4,6 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from lead_assets.core import insights, warehouse
+from lead_assets.core.plots import markdown_images
 from lead_assets.defs.resources import LeadHomeResource
 
 ALL_DAYS = {"allow_missing_partitions": True}
@@ -30,7 +31,8 @@ def lead_insights(context: AssetExecutionContext, cleaned_leads: pd.DataFrame, s
     markdown = insights.to_markdown(tables)
     context.add_output_metadata({
         "insights": MetadataValue.md(markdown),
-        "plots": MetadataValue.path(str(folder)),
+        "plots": MetadataValue.md(markdown_images({f"{name}.png": png for name, png in plots.items()})),
+        "folder": MetadataValue.path(str(folder)),
         "labelled_leads": int(cleaned_leads["app_complete_flag"].notna().sum()) if len(cleaned_leads) else 0,
         "scored_leads": len(scored_leads),
     })

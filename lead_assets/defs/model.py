@@ -88,6 +88,7 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
     from lead_assets.core import registry
     from lead_assets.core.backtest import compare_with_champion
     from lead_assets.core.model import sort_labelled
+    from lead_assets.core.plots import markdown_images, training_plots
     from lead_assets.core.training import gate_inputs, train_model
 
     model_registry: ModelRegistry = context.resources.model_registry
@@ -104,6 +105,7 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         version = registry.log_training(result, model_name=model_registry.model_name,
                                         tags={"dagster_run_id": context.run_id})
         _write_reference_profile(context.resources.lead_home.resolve(), result, version)
+        plots = training_plots(result)
         champion = model_registry.load_champion()
         champion_metrics = (compare_with_champion(champion[0], sort_labelled(labelled), result.holdout)
                             if champion else None)
@@ -141,6 +143,7 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         "backtest_months": MetadataValue.md(result.backtest.markdown()),
         "metrics": MetadataValue.md(pd.Series(metrics).rename("value").to_frame().to_markdown()),
         "model_card": MetadataValue.md(result.card_markdown),
+        "plots": MetadataValue.md(markdown_images(plots)),
         "champion_on_same_leads": MetadataValue.json(champion_metrics or {}),
     })
     return info
