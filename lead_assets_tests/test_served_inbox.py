@@ -7,18 +7,14 @@ quarantine/, no run fails, and the good file's leads are scored by the champion.
 import gzip
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from lead_assets.core import inbox, synth, warehouse
-from lead_assets_tests.test_served import ROOT, free_port, graphql
+from lead_assets_tests.served import dev_server, graphql
 
 RUNS = '{ runsOrError { ... on Runs { results { runId status jobName } } } }'
 BATCH_DAYS = ["2021-08-20", "2021-08-21", "2021-08-22"]
@@ -74,31 +70,9 @@ def served_home(lead_home, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     ensure_dagster_home(lead_home)
     _train_champion(lead_home)
-    port = free_port()
     env = dict(os.environ, LEAD_ASSETS_MAX_INFLATED_BYTES=str(64 * 1024 * 1024))
-    dagster = Path(sys.executable).with_name("dagster")
-    process = subprocess.Popen(
-        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                if graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]:
-                    break
-            except Exception:
-                if process.poll() is not None:
-                    pytest.fail(f"dagster dev exited with {process.returncode}")
-                if time.time() > deadline:
-                    pytest.fail("dagster dev did not answer GraphQL within 180 s")
-            time.sleep(1)
+    with dev_server(env) as (_, port, _):
         yield lead_home, port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _runs(port):

@@ -10,18 +10,15 @@ without their labels, are scored, and their withheld labels show precision >= 0.
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from lead_assets_tests.test_served import free_port, graphql
+from lead_assets_tests.served import ROOT, dev_server, graphql, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 REAL = "leads_labelled_2021-07_2022-02.csv"
 CUT = "2021-12-31"
 FAILED_RUNS = '{ runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { results { runId jobName } } } }'
@@ -29,19 +26,6 @@ FAILED_RUNS = '{ runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { resu
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
-
-
-def _wait(what: str, ready, process, timeout: float, every: float = 3.0):
-    deadline = time.time() + timeout
-    while True:
-        value = ready()
-        if value:
-            return value
-        if process.poll() is not None:
-            pytest.fail(f"dg dev exited with {process.returncode} while waiting for {what}")
-        if time.time() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def _drop(home, name: str, frame: pd.DataFrame) -> None:
@@ -60,29 +44,11 @@ def _partitions(home, asset: str) -> set[str]:
 
 @pytest.fixture
 def live(codepro, lead_home, tmp_path):
-    port = free_port()
+    """`make dev`: `lead-assets init`, then `dg dev` on a free loopback port."""
     env = dict(os.environ, LEAD_ASSETS_HOME=str(lead_home.root), DAGSTER_HOME=str(tmp_path / "dagster"))
     subprocess.run([_bin("lead-assets"), "init"], env=env, check=True, capture_output=True, cwd=ROOT)
-    process = subprocess.Popen([_bin("dg"), "dev", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        _wait("the UI", lambda: _answers(port), process, 240, every=1)
+    with dev_server(env, command="dg") as (process, port, _):
         yield process, port, env, lead_home, codepro
-    finally:
-        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=grace)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
-
-
-def _answers(port: int) -> bool:
-    try:
-        return bool(graphql(port, "{ assetNodes { id } }")["assetNodes"])
-    except Exception:
-        return False
 
 
 def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
@@ -100,7 +66,8 @@ def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
     later_days = set(created[created > f"{CUT} 23:59:59"].dt.strftime("%Y-%m-%d"))
 
     _drop(home, "history_to_2021-12-31.csv", history)
-    _wait("the history in lead_features", lambda: history_days <= _partitions(home, "lead_features"), process, 900)
+    wait_for("the history in lead_features", lambda: history_days <= _partitions(home, "lead_features"), process,
+             900, every=3)
     assert not _partitions(home, "scored_leads")  # no champion yet: nothing scored, nothing failed
 
     launched = subprocess.run([_bin("dg"), "launch", "--assets", "lead_scoring_model"], cwd=ROOT, env=env,
@@ -108,8 +75,8 @@ def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
 
     mlflow.set_tracking_uri(home.mlflow_tracking_uri)
-    champion = _wait("a champion promoted by the gate", lambda: registry.champion_version("lead_scoring"),
-                     process, 300)
+    champion = wait_for("a champion promoted by the gate", lambda: registry.champion_version("lead_scoring"),
+                        process, 300, every=3)
     _drop(home, "leads_2022_unlabelled.csv", later.drop(columns=["app_complete_flag"]))
 
     def scored_2022():
@@ -118,7 +85,7 @@ def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
         frame = warehouse.read_partitions(home.warehouse, "scored_leads", sorted(later_days))
         return (frame,) if len(frame) >= len(later) * 0.99 and set(frame["model_version"]) == {champion} else None
 
-    (scored,) = _wait("the 2022 leads scored by the champion", scored_2022, process, 900)
+    (scored,) = wait_for("the 2022 leads scored by the champion", scored_2022, process, 900, every=3)
     labels = later.set_index("lead_id")["app_complete_flag"].astype(int)
     scored = scored[scored["lead_id"].isin(labels.index)]
     y = labels.loc[scored["lead_id"]].to_numpy()
@@ -136,6 +103,6 @@ def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
         frame = warehouse.read_partitions(home.warehouse, "scored_leads", sorted(history_days))
         return (frame,) if len(frame) == featured and set(frame["model_version"]) == {champion} else None
 
-    _wait("the history rescored by the first champion", history_rescored, process, 600)
+    wait_for("the history rescored by the first champion", history_rescored, process, 600, every=3)
     failed = graphql(port, FAILED_RUNS)["runsOrError"]["results"]
     assert failed == [], failed

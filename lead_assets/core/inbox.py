@@ -66,8 +66,22 @@ class Candidate:
         return self.path.name
 
 
+class _DaySpan:
+    """First and last day a file's leads fall on (``days``: day -> rows)."""
+
+    days: dict
+
+    @property
+    def first_day(self) -> str | None:
+        return min(self.days) if self.days else None
+
+    @property
+    def last_day(self) -> str | None:
+        return max(self.days) if self.days else None
+
+
 @dataclass
-class LedgerEntry:
+class LedgerEntry(_DaySpan):
     """The fate of one inbox file (one JSON file in the ledger folder)."""
 
     file: str
@@ -85,14 +99,6 @@ class LedgerEntry:
     seq: int | None = None
     inflated_bytes: int = 0
     lead_ids_given: bool = False
-
-    @property
-    def first_day(self) -> str | None:
-        return min(self.days) if self.days else None
-
-    @property
-    def last_day(self) -> str | None:
-        return max(self.days) if self.days else None
 
 
 def is_ignored(name: str) -> bool:
@@ -397,7 +403,7 @@ def _migrate(home: LeadHome) -> None:
 
 
 @dataclass(frozen=True)
-class IndexRecord:
+class IndexRecord(_DaySpan):
     seq: int
     sha256: str
     file: str
@@ -407,14 +413,6 @@ class IndexRecord:
     rows_read: int
     received_at: str
     lead_ids_given: bool = False
-
-    @property
-    def first_day(self) -> str | None:
-        return min(self.days) if self.days else None
-
-    @property
-    def last_day(self) -> str | None:
-        return max(self.days) if self.days else None
 
 
 def read_index(home: LeadHome, offset: int = 0) -> tuple[list[IndexRecord], int]:

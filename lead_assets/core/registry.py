@@ -106,11 +106,11 @@ def _pip_requirements() -> list[str]:
             f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
 
 
-def _write_artifacts(result: TrainResult, folder: Path) -> None:
+def _write_artifacts(result: TrainResult, folder: Path, plots: dict[str, bytes] | None) -> None:
     from lead_assets.core.plots import training_plots
 
     (folder / "plots").mkdir()
-    for name, png in training_plots(result).items():
+    for name, png in (plots if plots is not None else training_plots(result)).items():
         (folder / "plots" / name).write_bytes(png)
     (folder / "tables").mkdir()
     result.segments.to_csv(folder / "tables" / "segments.csv", index=False)
@@ -122,7 +122,7 @@ def _write_artifacts(result: TrainResult, folder: Path) -> None:
 
 
 def log_training(result: TrainResult, *, model_name: str = DEFAULT_MODEL_NAME, run_name: str | None = None,
-                 tags: dict[str, Any] | None = None) -> str:
+                 tags: dict[str, Any] | None = None, plots: dict[str, bytes] | None = None) -> str:
     """Log params, metrics, plots, tables, the model card and the pyfunc model; register it.
 
     Uses the active MLflow run if there is one (and leaves it open for its owner), otherwise
@@ -140,7 +140,7 @@ def log_training(result: TrainResult, *, model_name: str = DEFAULT_MODEL_NAME, r
                          "holdout_window": " .. ".join(result.holdout_window), **(tags or {})})
         mlflow.log_params({k: "" if v is None else str(v) for k, v in result.params.items()})
         with tempfile.TemporaryDirectory() as folder:
-            _write_artifacts(result, Path(folder))
+            _write_artifacts(result, Path(folder), plots)
             mlflow.log_artifacts(folder)
         wrapper = _pyfunc_class()(result.model)
         example = result.holdout[list(result.model.features)].head(EXAMPLE_ROWS).reset_index(drop=True)

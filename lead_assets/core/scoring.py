@@ -63,6 +63,11 @@ def assign_buckets(proba: np.ndarray, cutoff, buckets: BucketConfig | None = Non
     return np.select([p >= hot, p >= warm, p >= cut], ["hot", "warm", "cold"], "junk").astype(object)
 
 
+def scores(probability: np.ndarray) -> np.ndarray:
+    """The 0-100 score sales sees: the calibrated probability in percent, rounded."""
+    return np.rint(100 * np.asarray(probability, dtype=float)).astype("int64")
+
+
 def lead_cutoffs(model: LeadModel, features: pd.DataFrame, probability: np.ndarray,
                  context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each lead's junk cut-off and its rule; ``context``: leads of the days before (their window)."""
@@ -155,7 +160,7 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
         LEAD_ID: features[LEAD_ID],
         CREATED_DATE: features[CREATED_DATE],
         "probability": probability,
-        "score": np.rint(100 * probability).astype("int64"),
+        "score": scores(probability),
     })
     cutoff, rule = lead_cutoffs(model, features, probability, context)
     out["bucket"] = assign_buckets(probability, cutoff, buckets)

@@ -102,10 +102,10 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         context.log.info(f"training on {len(labelled):,} labelled leads: {config.backtest_months} monthly "
                          "backtests, then the refit on all of them")
         result = train_model(labelled, config.train_config())
+        plots = training_plots(result)  # rendered once: MLflow artifacts and the asset page
         version = registry.log_training(result, model_name=model_registry.model_name,
-                                        tags={"dagster_run_id": context.run_id})
+                                        tags={"dagster_run_id": context.run_id}, plots=plots)
         _write_reference_profile(context.resources.lead_home.resolve(), result, version)
-        plots = training_plots(result)
         champion = model_registry.load_champion()
         champion_metrics = (compare_with_champion(champion[0], sort_labelled(labelled), result.holdout)
                             if champion else None)
@@ -154,17 +154,16 @@ def _write_reference_profile(home, result, version: str) -> None:
     what monitoring compares each scored day with."""
     import json
 
-    import numpy as np
-
     from lead_assets.core import monitoring, warehouse
     from lead_assets.core.home import profile_path
-    from lead_assets.core.scoring import assign_buckets
+    from lead_assets.core.scoring import assign_buckets, scores
 
     judged = result.holdout
+    probability = judged["probability"].to_numpy()
     scored = pd.DataFrame({
-        "probability": judged["probability"].to_numpy(),
-        "score": np.rint(100 * judged["probability"].to_numpy()).astype("int64"),
-        "bucket": assign_buckets(judged["probability"].to_numpy(), judged["cutoff"].to_numpy()),
+        "probability": probability,
+        "score": scores(probability),
+        "bucket": assign_buckets(probability, judged["cutoff"].to_numpy()),
         "unseen_levels": result.model.unseen_levels(judged).to_numpy(),
     })
     reference = {"version": str(version), "threshold": result.model.threshold,
