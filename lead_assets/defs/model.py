@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
-from lead_assets.core.schema import LABEL
+from lead_assets.core.schema import CREATED_DATE, LABEL
 from lead_assets.defs.resources import ModelRegistry
 
 MODEL_GROUP = "model"
@@ -75,7 +75,7 @@ class TrainingConfig(Config):
     ins={"lead_features": AssetIn(metadata={"allow_missing_partitions": True})},
     group_name=MODEL_GROUP,
     io_manager_key="json_io_manager",
-    required_resource_keys={"mlflow", "model_registry", "lead_home"},
+    required_resource_keys={"mlflow", "model_registry", "lead_home", "outcome_policy"},
     pool="lead_training",
     kinds={"catboost", "mlflow"},
     description="CatBoost judged on monthly backtests of the labelled history, refit on all of it; "
@@ -91,8 +91,14 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
     from lead_assets.core.plots import markdown_images, training_plots
     from lead_assets.core.training import gate_inputs, train_model
 
+    from lead_assets.core.outcomes import matured_labels
+
     model_registry: ModelRegistry = context.resources.model_registry
+    lead_home = context.resources.lead_home
+    maturity = context.resources.outcome_policy.label_maturity_days
     try:
+        if len(lead_features):
+            lead_features = lead_features.assign(**{LABEL: matured_labels(lead_features, maturity, lead_home.today())})
         labelled = lead_features[lead_features[LABEL].notna()] if len(lead_features) else lead_features
         if len(labelled) < config.min_labelled_leads:
             raise ValueError(
@@ -105,7 +111,7 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         plots = training_plots(result)  # rendered once: MLflow artifacts and the asset page
         version = registry.log_training(result, model_name=model_registry.model_name,
                                         tags={"dagster_run_id": context.run_id}, plots=plots)
-        _write_reference_profile(context.resources.lead_home.resolve(), result, version)
+        _write_reference_profile(lead_home.resolve(), result, version, labelled)
         champion = model_registry.load_champion()
         champion_metrics = (compare_with_champion(champion[0], sort_labelled(labelled), result.holdout)
                             if champion else None)
@@ -149,12 +155,13 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
     return info
 
 
-def _write_reference_profile(home, result, version: str) -> None:
+def _write_reference_profile(home, result, version: str, labelled: pd.DataFrame) -> None:
     """How this version's recipe scored leads it had not seen (the judged leads, at their cut-offs):
-    what monitoring compares each scored day with."""
+    what monitoring compares each scored day with; and what it was trained on (the last lead day
+    and the ledger position), which realised performance and the retrain trigger count from."""
     import json
 
-    from lead_assets.core import monitoring, warehouse
+    from lead_assets.core import inbox, monitoring, warehouse
     from lead_assets.core.home import profile_path
     from lead_assets.core.scoring import assign_buckets, scores
 
@@ -166,8 +173,11 @@ def _write_reference_profile(home, result, version: str) -> None:
         "bucket": assign_buckets(probability, judged["cutoff"].to_numpy()),
         "unseen_levels": result.model.unseen_levels(judged).to_numpy(),
     })
+    records, _ = inbox.read_index(home)
     reference = {"version": str(version), "threshold": result.model.threshold,
-                 "profile": monitoring.profile(scored, result.model.threshold, monitoring.others_share(judged))}
+                 "profile": monitoring.profile(scored, result.model.threshold, monitoring.others_share(judged)),
+                 "trained_until": labelled[CREATED_DATE].max().strftime("%Y-%m-%d"),
+                 "ledger_seq": max((r.seq for r in records), default=0)}
     warehouse.atomic_write_bytes(profile_path(home, str(version)), json.dumps(reference, indent=1).encode())
 
 

@@ -1,6 +1,8 @@
 """scored_leads: every lead of a day scored by the champion model, with bucket and reasons."""
 
 
+from datetime import datetime, timezone
+
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -45,6 +47,7 @@ class ScoringConfig(Config):
 def scored_leads(
     context: AssetExecutionContext, config: ScoringConfig, lead_features: pd.DataFrame, model_registry: ModelRegistry
 ) -> pd.DataFrame:
+    from lead_assets.core import served
     from lead_assets.core.scoring import BucketConfig, score_leads
 
     champion = model_registry.load_champion()
@@ -62,10 +65,12 @@ def scored_leads(
         buckets=BucketConfig(hot=config.hot_min_probability, warm=config.warm_min_probability),
         context=lead_features[~in_run.to_numpy()],
     )
+    served_rows = served.record(model_registry.lead_home.resolve().warehouse, scored, datetime.now(timezone.utc))
     buckets = scored["bucket"].value_counts().reindex(["hot", "warm", "cold", "junk"], fill_value=0)
     rules = scored["cutoff_rule"].str.replace(r" of \d+ leads created .*", " of the trailing window", regex=True)
     context.add_output_metadata({
         "leads": len(scored),
+        "newly_served": served_rows,
         "model_version": str(version),
         "buckets": MetadataValue.md(buckets.rename("leads").to_frame().to_markdown()),
         "cutoff_rules": MetadataValue.md(rules.value_counts().rename("leads").to_frame().to_markdown()
