@@ -26,7 +26,7 @@ from lead_assets.core import warehouse
 from lead_assets.core.evaluation import DEFAULT_TARGETS
 from lead_assets.core.home import PROFILES
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_SEQ
-from lead_assets.defs.freshness import retrain_job
+from lead_assets.defs import freshness
 from lead_assets.defs.policy import OutcomePolicy
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 
@@ -168,7 +168,7 @@ def retrain_reasons(table: pd.DataFrame, champion: str, policy: OutcomePolicy) -
 
 
 @sensor(
-    job=retrain_job,
+    job_name=freshness.retrain_job.name,
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
     description="Retrains (through the promotion gate) when the champion's realised precision or recall falls "
