@@ -145,8 +145,8 @@ performance_refresh = AutomationConditionSensorDefinition(
     "performance_refresh",
     target=AssetSelection.assets(PERFORMANCE),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description="Refreshes model_performance after labels or scores change (at most once a minute).",
+    minimum_interval_seconds=30,
+    description="Refreshes model_performance after labels or scores change (at most every 30 s).",
 )
 
 

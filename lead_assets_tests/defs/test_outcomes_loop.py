@@ -7,16 +7,16 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, build_sensor_context, instance_for_test
+from dagster import AssetKey, build_sensor_context, instance_for_test, materialize
 
 from lead_assets.core import inbox, synth, warehouse
 from lead_assets.core.home import LeadHome
 from lead_assets.core.performance import ALL_WEEKS
 from lead_assets.definitions import defs
 from lead_assets.defs.ingest import inbox_sensor
-from lead_assets.defs.performance import retrain_on_outcomes, retrain_reasons
+from lead_assets.defs.performance import model_performance, retrain_on_outcomes, retrain_reasons
 from lead_assets.defs.policy import OutcomePolicy
-from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
+from lead_assets.defs.resources import LeadHomeResource, ModelRegistry, resources_for
 from lead_assets.views import run_query
 
 FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
@@ -171,3 +171,35 @@ def test_the_retrain_trigger_fires_once_per_champion_and_reason(loop):
     assert retrain_reasons(table, champion, OutcomePolicy()) == ["below_target"]
     assert retrain_reasons(table, champion, OutcomePolicy(performance_min_labelled=501)) == []
     assert retrain_reasons(table.assign(precision=0.7), champion, OutcomePolicy()) == []
+
+
+def test_completions_only_exports_count_as_negatives_only_after_the_maturity_window(loop):
+    home, instance, _, cursor = loop
+    day = "2021-08-16"  # a week of its own
+    truth = synth.generate_leads(day, 1, 150, seed=78, labelled=True)
+    drop(home, "more_leads.csv", truth.drop(columns="app_complete_flag").to_csv(index=False))
+    requests, cursor = tick(instance, cursor)
+    for request in requests:
+        execute(instance, request)
+    raw = warehouse.read_partitions(home.warehouse, "raw_leads", [day]).set_index("source_row")
+    truth["lead_id"] = raw.loc[range(2, len(truth) + 2), "lead_id"].to_numpy()
+    completed = truth[truth["app_complete_flag"] == 1]
+    drop(home, "completions.csv", completed[["lead_id", "app_complete_flag"]].to_csv(index=False))
+    for _ in range(2):  # the outcomes run, then the relabel run it asks for
+        requests, cursor = tick(instance, cursor)
+        for request in requests:
+            execute(instance, request)
+
+    def week_row(policy):
+        resources = {**resources_for(LeadHomeResource()), "outcome_policy": policy}
+        result = materialize([model_performance], resources=resources, instance=instance)
+        table = result.output_for_node("model_performance")
+        return table[table["week"] == day].iloc[0]
+
+    recorded = week_row(OutcomePolicy())
+    assert recorded["leads_with_outcome"] == len(completed) and recorded["observed_rate"] == 1.0
+    matured = week_row(OutcomePolicy(label_maturity_days=30))  # 2021 leads are years old: silence is a no
+    assert matured["leads_with_outcome"] == len(truth)
+    assert matured["observed_rate"] == pytest.approx(len(completed) / len(truth))
+    young = week_row(OutcomePolicy(label_maturity_days=100_000))  # younger than the window: never a negative
+    assert young["leads_with_outcome"] == len(completed)
