@@ -251,7 +251,7 @@ def sniff_file(path: UPath, first_day: date, today: date, name: str | None = Non
             f"none of the {rows} rows has a created_date between {first} and {last}",
             bad[:100],
         )
-    unknown = [c for c in fmt.columns if c not in schema.raw_columns() and c != LEAD_ID]
+    unknown = [c for c in fmt.columns if c not in schema.raw_columns() and c not in (LEAD_ID, OUTCOME_AT)]
     return Sniff(name, fmt, rows, day_counts, bad, unknown)
 
 
@@ -377,6 +377,12 @@ def parse_lead_file(
     else:
         typed[LABEL] = pd.array([pd.NA] * rows, dtype="Int8")
 
+    if OUTCOME_AT in text.columns:  # a labelled re-export may say when each label became known
+        known_raw = _blank_to_na(text[OUTCOME_AT])
+        known = parse_created_series(known_raw.astype(object).where(known_raw.notna(), None))
+        reasons.add((known_raw.notna() & known.isna()).to_numpy(dtype=bool), "unparseable_date", OUTCOME_AT,
+                    "outcome_at is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
+        typed[OUTCOME_AT] = known
     given = _blank_to_na(text[LEAD_ID]).str.strip() if LEAD_ID in text.columns else None
     derived = lead_ids(typed)
     typed.insert(0, LEAD_ID, derived if given is None else given.fillna(pd.Series(derived, index=text.index)).astype(str))

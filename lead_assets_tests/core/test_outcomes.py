@@ -158,3 +158,23 @@ def test_maturity_counts_old_silence_as_negative_and_never_a_young_lead():
     assert recorded.astype("Float64").fillna(-1).tolist() == [-1, 1, 0, 1]
     matured = outcomes.matured_labels(frame, 14, today)  # the young 0 may still become a 1: unknown
     assert matured.astype("Float64").fillna(-1).tolist() == [0, 1, -1, 1]
+
+
+def test_a_re_export_may_say_when_each_label_became_known(lead_home):
+    leads = raw_leads(2, DAY, seed=11)
+    _land(lead_home, "leads.csv", leads.drop(columns=LABEL))
+    export = leads.assign(outcome_at=["2021-07-20 09:00:00", ""])
+    entry = _land(lead_home, "export.csv", export)
+    assert entry.unknown_columns == []
+    found = _day(lead_home).leads.sort_values("source_row")
+    assert found[OUTCOME_AT].iloc[0] == pd.Timestamp("2021-07-20 09:00:00")
+    assert found[OUTCOME_AT].iloc[1] == pd.Timestamp(entry.received_at).tz_convert(None)
+
+
+def test_withdrawing_an_outcomes_file_takes_its_events_back(lead_home):
+    _land(lead_home, "leads.csv", raw_leads(1, DAY, labelled=False).assign(lead_id=["a1"]))
+    _land(lead_home, "crm.csv", text=_outcomes_csv([("a1", 1, "")]))
+    assert _day(lead_home).leads[LABEL].tolist() == [1]
+    landed.withdraw(lead_home, "crm.csv", "sent by mistake", FIRST, TODAY)
+    assert landed.outcome_events(lead_home, FIRST, TODAY).empty
+    assert _day(lead_home).leads[LABEL].isna().all()
