@@ -203,3 +203,25 @@ def test_completions_only_exports_count_as_negatives_only_after_the_maturity_win
     assert matured["observed_rate"] == pytest.approx(len(completed) / len(truth))
     young = week_row(OutcomePolicy(label_maturity_days=100_000))  # younger than the window: never a negative
     assert young["leads_with_outcome"] == len(completed)
+
+
+def test_the_realised_check_warns_only_on_enough_labelled_leads():
+    from lead_assets.defs.performance import realised_performance_meets_targets
+
+    rows = [{"model_version": "3", "week": ALL_WEEKS, "leads_scored": 900, "leads_with_outcome": 400,
+             "auc": 0.7, "precision": 0.55, "recall": 0.8, "precision_top_10pct": 0.8, "calibration_error": 0.05},
+            {"model_version": "4", "week": ALL_WEEKS, "leads_scored": 90, "leads_with_outcome": 40,
+             "auc": 0.6, "precision": 0.2, "recall": 0.2, "precision_top_10pct": 0.3, "calibration_error": 0.2},
+            {"model_version": "3", "week": "2021-08-09", "leads_scored": 900, "leads_with_outcome": 400,
+             "auc": 0.7, "precision": 0.55, "recall": 0.8, "precision_top_10pct": 0.8, "calibration_error": 0.05}]
+    table = pd.DataFrame(rows)
+    result = realised_performance_meets_targets(model_performance=table, outcome_policy=OutcomePolicy())
+    assert not result.passed and result.severity.value == "WARN"
+    assert result.metadata["versions_below_target"].value == ["3"]  # v4 has too few labelled leads to judge
+    assert "0.55" in result.metadata["realised"].value
+    fine = realised_performance_meets_targets(model_performance=table.assign(precision=0.7),
+                                              outcome_policy=OutcomePolicy())
+    assert fine.passed and fine.metadata["versions_judged"].value == 1
+    unjudged = realised_performance_meets_targets(model_performance=table,
+                                                  outcome_policy=OutcomePolicy(performance_min_labelled=401))
+    assert unjudged.passed and unjudged.metadata["versions_judged"].value == 0
