@@ -76,15 +76,15 @@ def _text(values: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def _numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """float64 counts and where a value was given but is not a number (booleans are not numbers)."""
-    given = values.notna().to_numpy(dtype=bool)
     if values.dtype.kind in "fiu":
-        return values.astype("float64"), np.zeros(len(values), dtype=bool)
+        return values.to_numpy(dtype="float64"), np.zeros(len(values), dtype=bool)
+    given = values.notna().to_numpy(dtype=bool)
     objects = values.astype(object)
     bad_type = np.array([isinstance(v, bool | dict | list) for v in objects], dtype=bool)
     number = pd.to_numeric(_text(objects.where(~bad_type, None)).astype(object), errors="coerce").astype("float64")
-    return number, (given & number.isna().to_numpy()) | bad_type
+    return number.to_numpy(), (given & number.isna().to_numpy()) | bad_type
 
 
 def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -118,30 +118,35 @@ def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.Dat
     flag((created > now).to_numpy(), CREATED_DATE, "date_in_future",
          lambda i: f"{given_date[i]!r} is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)")
 
-    typed = pd.DataFrame({CREATED_DATE: created})
-    typed[CITY] = _text(records[CITY]).str.lower()
+    columns: dict[str, object] = {CREATED_DATE: created, CITY: _text(records[CITY]).str.lower()}
     for column in schema.LEVEL_COLUMNS:
-        typed[column] = _text(records[column])
-    for column in schema.numeric_columns():
-        if column not in records.columns:
-            typed[column] = np.nan
-            continue
-        value, not_number = _numbers(records[column])
-        flag(not_number, column, "not_a_number", lambda i, c=column: f"{c} is not a number: {records[c][i]!r}")
-        flag((value < 0).to_numpy(), column, "negative_count", lambda i, c=column, v=value: f"{c} is negative: {v[i]:g}")
-        flag((value > MAX_COUNT).to_numpy(), column, "absurd_count",
-             lambda i, c=column, v=value: f"{c} is above {MAX_COUNT:g}: {v[i]:g}")
-        typed[column] = value
-    flag((typed[REFERRED].notna() & ~typed[REFERRED].isin([0.0, 1.0])).to_numpy(), REFERRED, "not_binary",
-         lambda i: f"referred_lead must be 0 or 1, not {typed[REFERRED][i]:g}")
+        columns[column] = _text(records[column])
+    numeric = schema.numeric_columns()
+    values = np.full((len(records), len(numeric)), np.nan)
+    for j, column in enumerate(numeric):
+        if column in records.columns:
+            value, not_number = _numbers(records[column])
+            flag(not_number, column, "not_a_number", lambda i, c=column: f"{c} is not a number: {records[c][i]!r}")
+            values[:, j] = value
+    with np.errstate(invalid="ignore"):
+        for j, column in enumerate(numeric):
+            flag(values[:, j] < 0, column, "negative_count", lambda i, j=j, c=column: f"{c} is negative: {values[i, j]:g}")
+            flag(values[:, j] > MAX_COUNT, column, "absurd_count",
+                 lambda i, j=j, c=column: f"{c} is above {MAX_COUNT:g}: {values[i, j]:g}")
+    referred = values[:, numeric.index(REFERRED)]
+    flag(~np.isnan(referred) & ~np.isin(referred, [0.0, 1.0]), REFERRED, "not_binary",
+         lambda i: f"referred_lead must be 0 or 1, not {referred[i]:g}")
+    typed = pd.concat([pd.DataFrame(columns), pd.DataFrame(values, columns=list(numeric))], axis=1)
     typed[LABEL] = pd.array([pd.NA] * len(typed), dtype="Int8")
     if problems:
         raise InvalidLeads(sorted(problems, key=lambda p: (p["record"] is not None, p["record"] or 0)))
 
-    derived = lead_ids(typed)
-    given = _text(records[LEAD_ID]) if LEAD_ID in records.columns else None
-    ids = derived if given is None else given.fillna(pd.Series(derived, index=typed.index)).astype(str).to_numpy()
-    typed.insert(0, LEAD_ID, ids)
+    given = _text(records[LEAD_ID]) if LEAD_ID in records.columns else pd.Series(pd.NA, index=typed.index, dtype="string")
+    ids = given.astype(object).to_numpy()
+    derive = given.isna().to_numpy()
+    if derive.any():  # hashing every field costs more than the rest of typing: only where no id was given
+        ids[derive] = lead_ids(typed[derive])
+    typed.insert(0, LEAD_ID, ids.astype(str))
     duplicate = pd.Series(ids).duplicated(keep="first").to_numpy()
     if duplicate.any():
         first = {v: i for i, v in reversed(list(enumerate(ids)))}
