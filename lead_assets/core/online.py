@@ -145,7 +145,7 @@ def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.Dat
     ids = given.astype(object).to_numpy()
     derive = given.isna().to_numpy()
     if derive.any():  # hashing every field costs more than the rest of typing: only where no id was given
-        ids[derive] = lead_ids(typed[derive])
+        ids[derive] = lead_ids(typed[derive].reset_index(drop=True))  # lead_ids aligns on a 0..n-1 index
     typed.insert(0, LEAD_ID, ids.astype(str))
     duplicate = pd.Series(ids).duplicated(keep="first").to_numpy()
     if duplicate.any():
