@@ -175,21 +175,25 @@ class ScoringService:
             return
 
         held: dict | None = None
+        chunks: list[bytes] = []
 
         async def tagged(message):
             nonlocal held
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", []), (b"x-lead-model-version", served.version.encode())]
                 message = dict(message, headers=headers)
-                if message["status"] >= 400:  # rewritten once its (single) body arrives
+                if message["status"] >= 400:  # an error answer is rewritten once its whole body is in
                     held = message
                     return
-            elif held is not None and message["type"] == "http.response.body" and not message.get("more_body"):
-                body = concise_error(message.get("body", b""))
+            elif held is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                body = concise_error(b"".join(chunks))
                 headers = [(k, v) for k, v in held["headers"] if k.lower() != b"content-length"]
                 await send(dict(held, headers=[*headers, (b"content-length", str(len(body)).encode())]))
                 held = None
-                message = dict(message, body=body)
+                message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
         await served.app(scope, receive, tagged)
