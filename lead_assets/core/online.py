@@ -68,12 +68,19 @@ def _problem(record, field: str, rule: str, detail: str) -> dict:
     return {"record": None if record is None else int(record), "field": field, "rule": rule, "detail": detail}
 
 
-def _text(values: pd.Series) -> pd.Series:
-    """Stripped text, blanks as missing (as ingest reads a CSV field); non-text as its str()."""
-    text = values.astype(object).where(values.notna(), None)
-    text = pd.Series([v if v is None or isinstance(v, str) else str(v) for v in text], index=values.index,
-                     dtype="string").str.strip()
-    return text.mask(text == "")
+def _text(values: pd.Series) -> np.ndarray:
+    """Stripped text, blanks and nulls as None (as ingest reads a CSV field); non-text as its str().
+
+    Plain Python over the values: a request holds one to a few thousand leads, where this is
+    several times faster than the same steps as pandas string operations.
+    """
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values.tolist()):
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            out[i] = None
+        else:
+            out[i] = (value if isinstance(value, str) else str(value)).strip() or None
+    return out
 
 
 def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -83,8 +90,9 @@ def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     given = values.notna().to_numpy(dtype=bool)
     objects = values.astype(object)
     bad_type = np.array([isinstance(v, bool | dict | list) for v in objects], dtype=bool)
-    number = pd.to_numeric(_text(objects.where(~bad_type, None)).astype(object), errors="coerce").astype("float64")
-    return number.to_numpy(), (given & number.isna().to_numpy()) | bad_type
+    number = pd.to_numeric(pd.Series(_text(objects.where(~bad_type, None)), dtype=object), errors="coerce")
+    number = number.to_numpy(dtype="float64")
+    return number, (given & np.isnan(number)) | bad_type
 
 
 def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -110,15 +118,17 @@ def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.Dat
             problems.append(_problem(i, field, rule, detail(i) if callable(detail) else detail))
 
     given_date = _text(records[CREATED_DATE])
-    created = parse_created_series(given_date.astype(object).where(given_date.notna(), None))
-    flag(given_date.isna(), CREATED_DATE, "missing_field", "created_date is required (YYYY-MM-DD[ HH:MM:SS])")
-    flag(given_date.notna() & created.isna(), CREATED_DATE, "unparseable_date",
+    created = parse_created_series(pd.Series(given_date, dtype=object))
+    missing_date = pd.isna(given_date)
+    flag(missing_date, CREATED_DATE, "missing_field", "created_date is required (YYYY-MM-DD[ HH:MM:SS])")
+    flag(~missing_date & created.isna().to_numpy(), CREATED_DATE, "unparseable_date",
          lambda i: f"{given_date[i]!r} is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
     now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else now
     flag((created > now).to_numpy(), CREATED_DATE, "date_in_future",
          lambda i: f"{given_date[i]!r} is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)")
 
-    columns: dict[str, object] = {CREATED_DATE: created, CITY: _text(records[CITY]).str.lower()}
+    columns: dict[str, object] = {CREATED_DATE: created,
+                                  CITY: np.array([c and c.lower() for c in _text(records[CITY])], dtype=object)}
     for column in schema.LEVEL_COLUMNS:
         columns[column] = _text(records[column])
     numeric = schema.numeric_columns()
@@ -141,9 +151,8 @@ def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.Dat
     if problems:
         raise InvalidLeads(sorted(problems, key=lambda p: (p["record"] is not None, p["record"] or 0)))
 
-    given = _text(records[LEAD_ID]) if LEAD_ID in records.columns else pd.Series(pd.NA, index=typed.index, dtype="string")
-    ids = given.astype(object).to_numpy()
-    derive = given.isna().to_numpy()
+    ids = _text(records[LEAD_ID]) if LEAD_ID in records.columns else np.full(len(typed), None, dtype=object)
+    derive = pd.isna(ids)
     if derive.any():  # hashing every field costs more than the rest of typing: only where no id was given
         ids[derive] = lead_ids(typed[derive].reset_index(drop=True))  # lead_ids aligns on a 0..n-1 index
     typed.insert(0, LEAD_ID, ids.astype(str))
