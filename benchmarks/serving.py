@@ -9,6 +9,7 @@ service runs as a user starts it, on a free loopback port. Measured, in this ord
 * one request of 1,000 leads;
 * 20 concurrent clients (threads, one connection each) sending one lead per request for 30 s:
   requests per second and errors (any answer but 200, or a broken connection);
+* where one lead's time goes: each stage of a one-lead request timed in one process;
 * the batch path on the same model: a lead file parsed by the ingest, cleaned, featurised and
   scored with reasons (`parse_lead_file` -> `clean_leads` -> `build_features` -> `score_leads`),
   per lead, in a fresh process.
@@ -75,6 +76,46 @@ parsed = parse_lead_file(UPath({path!r}), name="bench.csv", sha256="0", first_da
 scored = score_leads(build_features(clean_leads(parsed.accepted)), model, model_name="lead_scoring", model_version=version)
 seconds = time.perf_counter() - started
 RESULT = {{"seconds": seconds, "rows": len(scored)}}
+"""
+
+
+STAGES = """
+import json, statistics, time
+import mlflow.pyfunc
+from mlflow.pyfunc import scoring_server
+from lead_assets.core import online, registry
+from lead_assets.core.clean import clean_leads
+from lead_assets.core.experiments import use_experiment
+from lead_assets.core.features import build_features
+from lead_assets.core.home import LeadHome
+from lead_assets.core.ingest import lead_ids
+from lead_assets.core.scoring import score_leads
+from lead_assets.core.synth import generate_leads
+use_experiment("lead_scoring_bench", LeadHome.resolve())
+version = registry.champion_version("lead_scoring")
+model = mlflow.pyfunc.load_model(f"models:/lead_scoring/{{version}}", model_config={{"model_version": version}})
+lead = model.unwrap_python_model().lead_model
+schema = model.metadata.get_input_schema()
+raw = generate_leads("2021-10-01", 1, {calls}, seed=61, labelled=False)
+bodies = [json.dumps({{"dataframe_records": json.loads(raw.iloc[[i]].assign(lead_id=f"c{{i}}").to_json(orient="records"))}})
+          for i in range(len(raw))]
+cut = online.Cutoff(0.5, "bench")
+stages = {{k: [] for k in ("MLflow: JSON to a frame, schema enforced", "type_leads (lead_id given)",
+                          "lead_ids (deriving one id)", "clean_leads", "build_features", "score_leads",
+                          "answer records", "whole invocation (MLflow + pyfunc)")}}
+def timed(name, fn):
+    started = time.perf_counter(); out = fn(); stages[name].append((time.perf_counter() - started) * 1000); return out
+for body in bodies:
+    frame = timed("MLflow: JSON to a frame, schema enforced",
+                  lambda: scoring_server.infer_and_parse_data(json.loads(body), schema))
+    typed = timed("type_leads (lead_id given)", lambda: online.type_leads(frame))
+    timed("lead_ids (deriving one id)", lambda: lead_ids(typed))
+    cleaned = timed("clean_leads", lambda: clean_leads(typed))
+    features = timed("build_features", lambda: build_features(cleaned))
+    scored = timed("score_leads", lambda: score_leads(features, lead, "lead_scoring", version, cutoffs=(0.5, "bench")))
+    timed("answer records", lambda: online.score_records(frame, lead, "lead_scoring", version, cut))
+    timed("whole invocation (MLflow + pyfunc)", lambda: scoring_server.invocations(body, "application/json", model, schema))
+RESULT = {{k: statistics.median(v[5:]) for k, v in stages.items()}}
 """
 
 
@@ -157,6 +198,9 @@ def bench_serving(quick: bool, work: Path, env_for, free_port) -> list[Result]:
     batch_ms = sorted(r["seconds"] / r["rows"] * 1000 for r in batch_runs)
     batch_per_lead = batch_ms[len(batch_ms) // 2]
 
+    progress("serving: where one lead's time goes, stage by stage, in one process")
+    stages = run_python(STAGES.format(calls=200 if not quick else 20), env=env)
+
     port = free_port()
     log = open(work / "serve.log", "wb")
     server = subprocess.Popen([str(BIN / "lead-assets"), "serve", "--port", str(port), "--max-request-bytes",
@@ -226,5 +270,14 @@ def bench_serving(quick: bool, work: Path, env_for, free_port) -> list[Result]:
                "score with reasons)", batch_per_lead, "ms", batch_ms),
         Result(SECTION, "one-lead request p50 / batch per lead", single_p50 / batch_per_lead, "x"),
         Result(SECTION, f"{len(big):,}-lead request per lead / batch per lead", big_per_lead / batch_per_lead, "x"),
+    ]
+    whole = stages.pop("whole invocation (MLflow + pyfunc)")
+    answer = stages.pop("answer records")
+    results += [Result(SECTION, f"one lead, in process: {name}", value, "ms") for name, value in stages.items()
+                if name != "peak_rss_mb"]
+    results += [
+        Result(SECTION, "one lead, in process: score_records (type + clean + features + score + answer)", answer,
+               "ms"),
+        Result(SECTION, "one lead, in process: whole MLflow invocation (no HTTP)", whole, "ms"),
     ]
     return results
