@@ -100,13 +100,13 @@ raw = generate_leads("2021-10-01", 1, {calls}, seed=61, labelled=False)
 bodies = [json.dumps({{"dataframe_records": json.loads(raw.iloc[[i]].assign(lead_id=f"c{{i}}").to_json(orient="records"))}})
           for i in range(len(raw))]
 cut = online.Cutoff(0.5, "bench")
-stages = {{k: [] for k in ("MLflow: JSON to a frame, schema enforced", "type_leads (lead_id given)",
+stages = {{k: [] for k in ("MLflow: JSON to a frame (cast to the schema)", "type_leads (lead_id given)",
                           "lead_ids (deriving one id)", "clean_leads", "build_features", "score_leads",
                           "answer records", "whole invocation (MLflow + pyfunc)")}}
 def timed(name, fn):
     started = time.perf_counter(); out = fn(); stages[name].append((time.perf_counter() - started) * 1000); return out
 for body in bodies:
-    frame = timed("MLflow: JSON to a frame, schema enforced",
+    frame = timed("MLflow: JSON to a frame (cast to the schema)",
                   lambda: scoring_server.infer_and_parse_data(json.loads(body), schema))
     typed = timed("type_leads (lead_id given)", lambda: online.type_leads(frame))
     timed("lead_ids (deriving one id)", lambda: lead_ids(typed))
