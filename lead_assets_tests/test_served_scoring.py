@@ -216,16 +216,17 @@ def _check_service(process, port, batch, new, first, second):
     worker = threading.Thread(target=keep_scoring)
     worker.start()
     try:
-        def answered_by(version):
-            return lambda: any(s == 200 and v == version for s, v, _ in seen[-3:])
+        def answered_by(version, since):
+            return lambda: any(s == 200 and v == version for s, v, _ in seen[since:])
 
         time.sleep(1)
         registry.set_champion(NAME, second)
         promoted_at = time.monotonic()
-        wait_for(f"version {second} to answer", answered_by(second), process, 60, every=0.2)
+        wait_for(f"version {second} to answer", answered_by(second, len(seen)), process, 60, every=0.2)
         assert time.monotonic() - promoted_at < 60
         registry.rollback(NAME)
-        wait_for(f"version {first} to answer again", answered_by(first), process, 60, every=0.2)
+        wait_for(f"version {first} to answer again", answered_by(first, len(seen)), process, 60, every=0.2)
+        time.sleep(0.5)
     finally:
         stop.set()
         worker.join(timeout=60)
