@@ -96,6 +96,7 @@ class ScoringService:
         self.loader = loader
         self.current: Served | None = None
         self._failed: str | None = None
+        self._told_none = False
         self._cutoff_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,6 +110,9 @@ class ScoringService:
             log.warning("cannot read %s@champion: %s", self.model_name, error)
             return
         current = self.current
+        if version is None and current is None and not self._told_none:
+            log.warning("no %s@champion in the registry yet: /ping answers 503 until one is promoted", self.model_name)
+            self._told_none = True
         if version is not None and (current is None or version != current.version) and version != self._failed:
             try:
                 started = time.monotonic()
