@@ -40,6 +40,9 @@ SIZES = {
 SECTION = "Online scoring"
 
 PREPARE = """
+import os
+for _name in [k for k in os.environ if k.startswith("MLFLOW_")]:  # run_python passes the caller's environment on
+    del os.environ[_name]
 import pandas as pd
 from lead_assets.core import registry, synth
 from lead_assets.core.clean import clean_leads
@@ -57,6 +60,9 @@ RESULT = {{"version": version, "rows": len(raw)}}
 """
 
 BATCH_PATH = """
+import os
+for _name in [k for k in os.environ if k.startswith("MLFLOW_")]:  # run_python passes the caller's environment on
+    del os.environ[_name]
 import time, pandas as pd
 from datetime import date
 from upath import UPath
@@ -80,6 +86,9 @@ RESULT = {{"seconds": seconds, "rows": len(scored)}}
 
 
 STAGES = """
+import os
+for _name in [k for k in os.environ if k.startswith("MLFLOW_")]:  # run_python passes the caller's environment on
+    del os.environ[_name]
 import json, statistics, time
 import mlflow.pyfunc
 from mlflow.pyfunc import scoring_server

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from dagster import instance_for_test, materialize
 from upath import UPath
 
@@ -45,6 +46,19 @@ NAME = "lead_scoring"
 TOKEN = "s3rve-t0ken-for-tests"
 MAX_BYTES = 600_000
 NEW_DAYS = ("2021-09-01", "2021-09-02", "2021-09-03")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_state_restored():
+    """mlflow.set_tracking_uri / set_experiment export MLFLOW_* for subprocesses: undo that for later tests."""
+    import mlflow
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[name]
+    os.environ.update(saved)
 
 
 def _train(home, seed: int, **settings) -> str:

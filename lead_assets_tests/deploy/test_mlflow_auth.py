@@ -27,6 +27,19 @@ ADMIN_PASSWORD = "Adm1n-" + secrets.token_hex(8)
 SCRIPT = DEPLOY / "bin" / "mlflow-server.sh"
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_state_restored():
+    """mlflow.set_tracking_uri / set_experiment export MLFLOW_* for subprocesses: undo that for later tests."""
+    import mlflow
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
 def _call(url: str, path: str, body: dict | None = None, user: tuple[str, str] | None = None,
           method: str = "POST") -> tuple[int, str]:
     headers = {"Content-Type": "application/json"}
@@ -106,29 +119,26 @@ def test_registering_and_moving_champion_need_a_user_with_edit(auth_server, monk
     mlflow.set_tracking_uri(url)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", trainer[0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", trainer[1])
-    try:
-        mlflow.set_experiment("lead_scoring_auth")
-        result = train_model(make_features(n=1200, seed=8),
-                             TrainConfig(iterations=20, min_iterations=10, early_stopping_rounds=10, thread_count=2))
-        version = registry.log_training(result, model_name="lead_scoring", plots={})
-        assert registry.set_champion("lead_scoring", version) is None
-        assert registry.champion_version("lead_scoring") == version
+    mlflow.set_experiment("lead_scoring_auth")
+    result = train_model(make_features(n=1200, seed=8),
+                         TrainConfig(iterations=20, min_iterations=10, early_stopping_rounds=10, thread_count=2))
+    version = registry.log_training(result, model_name="lead_scoring", plots={})
+    assert registry.set_champion("lead_scoring", version) is None
+    assert registry.champion_version("lead_scoring") == version
 
-        # a READ-only user (what run workers and the scoring service get): loads the champion,
-        # cannot move it
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", reader[0])
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", reader[1])
-        model, loaded = registry.load_champion("lead_scoring")
-        assert loaded == version and model.threshold == result.model.threshold
-        with pytest.raises(MlflowException) as refused:
-            mlflow.MlflowClient().set_registered_model_alias("lead_scoring", "champion", version)
-        assert refused.value.get_http_status_code() == 403 or "PERMISSION_DENIED" in str(refused.value)
-        status, _ = _call(url, "/api/2.0/mlflow/registered-models/alias",
-                          {"name": "lead_scoring", "alias": "champion", "version": version}, reader)
-        assert status == 403
-        status, _ = _call(url, "/api/2.0/mlflow/model-versions/create",
-                          {"name": "lead_scoring", "source": "mlflow-artifacts:/x"}, reader)
-        assert status == 403
-        assert registry.champion_version("lead_scoring") == version
-    finally:
-        mlflow.set_tracking_uri("")
+    # a READ-only user (what run workers and the scoring service get): loads the champion,
+    # cannot move it
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", reader[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", reader[1])
+    model, loaded = registry.load_champion("lead_scoring")
+    assert loaded == version and model.threshold == result.model.threshold
+    with pytest.raises(MlflowException) as refused:
+        mlflow.MlflowClient().set_registered_model_alias("lead_scoring", "champion", version)
+    assert refused.value.get_http_status_code() == 403 or "PERMISSION_DENIED" in str(refused.value)
+    status, _ = _call(url, "/api/2.0/mlflow/registered-models/alias",
+                      {"name": "lead_scoring", "alias": "champion", "version": version}, reader)
+    assert status == 403
+    status, _ = _call(url, "/api/2.0/mlflow/model-versions/create",
+                      {"name": "lead_scoring", "source": "mlflow-artifacts:/x"}, reader)
+    assert status == 403
+    assert registry.champion_version("lead_scoring") == version
