@@ -134,17 +134,13 @@ def _structured_reasons(frame):
     """JSON output: the top reasons as a list of {feature, value, direction, size}, beside the text."""
     import pandas as pd
 
-    columns = [(f"reason_{k}_feature", f"reason_{k}_value", f"reason_{k}_shap") for k in (1, 2, 3)]
-    present = [c for c in columns if c[0] in frame.columns]
-    if not present:
+    from lead_assets.core.scoring import reason_details
+
+    columns = [c for c in frame.columns if c.startswith("reason_") and c.endswith(("_feature", "_value", "_shap"))]
+    if not columns:
         return frame
-    details = [
-        [{"feature": row[f], "value": row[v], "direction": "up" if row[s] >= 0 else "down", "size": abs(row[s])}
-         for f, v, s in present if isinstance(row[f], str)]
-        for row in frame.to_dict("records")
-    ]
-    out = frame.drop(columns=[c for triple in present for c in triple])
-    out["reason_details"] = pd.Series(details, index=frame.index, dtype=object)
+    out = frame.drop(columns=columns)
+    out["reason_details"] = pd.Series(reason_details(frame), index=frame.index, dtype=object)
     return out
 
 
