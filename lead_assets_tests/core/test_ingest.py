@@ -236,3 +236,32 @@ def test_a_duplicate_after_a_rejected_row_names_the_first_valid_copy(tmp_path):
     parsed = _parse(_write(tmp_path, pd.concat([frame, frame.iloc[[2]]], ignore_index=True)))
     assert parsed.rejected[["source_row", "rule", "detail"]].values.tolist()[1] == [
         5, "duplicate_in_file", "same lead as row 4"]
+
+
+def test_lead_ids_equal_the_frame_hash_they_are_defined_as():
+    """The column-by-column hash must give exactly the ids of ``hash_pandas_object`` over the fields:
+    every lead already landed keeps its id."""
+    import numpy as np
+
+    from lead_assets.core import schema
+    from lead_assets.core.ingest import _LEAD_ID_HASH_KEY, lead_ids
+
+    rng = np.random.default_rng(5)
+    n = 500
+    typed = pd.DataFrame({schema.CREATED_DATE: pd.Timestamp("2021-07-01") + pd.to_timedelta(
+        rng.integers(0, 10**7, n), unit="s")})
+    typed[schema.CITY] = pd.Series(rng.choice(["mumbai", "pune", None], n), dtype=object)
+    for column in schema.LEVEL_COLUMNS:
+        typed[column] = pd.Series(rng.choice(["Level0", "Level12", None], n), dtype=object)
+    for column in schema.numeric_columns():
+        typed[column] = rng.choice([np.nan, 0.0, 1.0, 2.0, 7.5, -0.0], n)
+    optional = set(schema.reference().interaction_columns)
+    parts = pd.DataFrame({schema.CREATED_DATE: typed[schema.CREATED_DATE].to_numpy(dtype="datetime64[ns]").view("int64")})
+    for column in (schema.CITY, *schema.LEVEL_COLUMNS):
+        parts[column] = typed[column].fillna("").astype(str)
+    for column in schema.numeric_columns():
+        value = typed[column].astype("float64")
+        parts[column] = (value.mask(value == 0.0) if column in optional else value).fillna(-1.0)
+    reference = pd.util.hash_pandas_object(parts, index=False, hash_key=_LEAD_ID_HASH_KEY).to_numpy()
+    assert lead_ids(typed).tolist() == np.char.mod("%016x", reference.astype(np.uint64)).tolist()
+    assert lead_ids(typed.iloc[:0]).tolist() == []
