@@ -28,7 +28,7 @@ from dagster import (
     UPathIOManager,
     definitions,
 )
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 from upath import UPath
 
 from lead_assets.core import warehouse
@@ -97,11 +97,22 @@ class PartitionedParquetIOManager(UPathIOManager):
     """One Parquet file per day partition; a single-run range is split by ``created_date``.
 
     Dagster's UPathIOManager refuses an output spanning several partitions, so this one splits
-    the frame by day and writes every key of the range (an empty file for a day without leads,
+    the output by day and writes every key of the range (an empty file for a day without leads,
     so that re-running a range also clears days that lost their leads).
+
+    Range runs stream: an input annotated ``DayChunks`` is a lazy reader of the run's day files
+    (a chunk of at most ``chunk_rows`` rows, or one whole day, at a time), and a ``DayStream``
+    output is written day by day as its frames come, so a step's memory follows the chunk size,
+    not the range. An input annotated ``pd.DataFrame`` still gets every partition as one frame.
     """
 
     extension = ".parquet"
+
+    def __init__(self, base_path: UPath, chunk_rows: int = warehouse.DEFAULT_CHUNK_ROWS,
+                 chunk_days: int | None = None):
+        super().__init__(base_path=base_path)
+        self.chunk_rows = chunk_rows
+        self.chunk_days = chunk_days
 
     def dump_to_path(self, context: OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         warehouse.atomic_write_bytes(path, warehouse.frame_to_parquet_bytes(obj))
@@ -110,45 +121,69 @@ class PartitionedParquetIOManager(UPathIOManager):
         return warehouse.read_parquet(path)
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if isinstance(obj, warehouse.DayStream):
+            return self._write_stream(context, obj)
         if not context.has_asset_partitions or obj is None or not isinstance(obj, pd.DataFrame):
             return super().handle_output(context, obj)
-        keys = list(context.asset_partition_keys)
-        parts = warehouse.split_by_day(obj, CREATED_DATE, keys)
-        placed = sum(len(p) for p in parts.values())
-        if placed != len(obj):
-            raise ValueError(
-                f"{context.asset_key.to_user_string()}: {len(obj) - placed} row(s) have a "
-                f"created_date outside the partitions {keys[0]}..{keys[-1]} of this run"
-            )
+        return self._write_stream(context, warehouse.DayStream([obj]))
+
+    def _write_stream(self, context: OutputContext, stream: warehouse.DayStream) -> None:
+        if not context.has_asset_partitions:
+            raise TypeError(f"{context.asset_key.to_user_string()}: a DayStream output needs a partitioned asset")
         base = self._get_path_without_extension(context)
-        for key, part in parts.items():
-            warehouse.atomic_write_bytes(
-                self._with_extension(self.make_safe_partition_path(base, key)),
-                warehouse.frame_to_parquet_bytes(part),
-            )
+        written = warehouse.write_stream(base.parent, base.name, list(context.asset_partition_keys),
+                                         stream.frames, CREATED_DATE)
         context.add_output_metadata({
-            "partitions_written": len(parts),
-            "rows": len(obj),
+            "partitions_written": len(written),
+            "rows": sum(written.values()),
+            "largest_day_rows": max(written.values(), default=0),
             "path": str(base),
+            **stream.metadata(),
         })
 
-    def load_input(self, context: InputContext) -> pd.DataFrame:
-        """Several partitions load as one frame; partitions never written are skipped."""
+    def load_input(self, context: InputContext) -> Any:
+        """``DayChunks`` when the step asks for it; else one frame (partitions never written are skipped)."""
+        if _wants_chunks(context):
+            base = self._get_path_without_extension(context)
+            days = context.asset_partition_keys if context.has_asset_partitions else []
+            return warehouse.DayChunks(base.parent, base.name, tuple(days), chunk_rows=self.chunk_rows,
+                                       chunk_days=self.chunk_days)
         if not context.has_asset_partitions or len(context.asset_partition_keys) <= 1:
             loaded = super().load_input(context)
             return loaded if isinstance(loaded, pd.DataFrame) else pd.DataFrame()
         base = self._get_path_without_extension(context)
-        asset = base.name
-        return warehouse.read_partitions(base.parent, asset, context.asset_partition_keys)
+        return warehouse.read_partitions(base.parent, base.name, context.asset_partition_keys)
+
+
+def _wants_chunks(context: InputContext) -> bool:
+    typing_type = getattr(context.dagster_type, "typing_type", None)
+    return isinstance(typing_type, type) and issubclass(typing_type, warehouse.DayChunks)
+
+
+def _env_int(name: str) -> int | None:
+    value = (os.environ.get(name) or "").strip()
+    return int(value) if value else None
 
 
 class WarehouseIOManager(ConfigurableIOManagerFactory):
-    """Day-partitioned frames as Parquet under the home's warehouse (local or object storage)."""
+    """Day-partitioned frames as Parquet under the home's warehouse (local or object storage).
+
+    ``chunk_rows``/``chunk_days`` bound what a range run's step holds at once (see
+    ``PartitionedParquetIOManager``); unset, they come from ``LEAD_ASSETS_CHUNK_ROWS`` (default
+    100,000 rows) and ``LEAD_ASSETS_CHUNK_DAYS`` (default: no cap on days).
+    """
 
     lead_home: LeadHomeResource
+    chunk_rows: int | None = Field(None, description="Most rows a range run's step reads at once (a day is "
+                                                     "never split); None: LEAD_ASSETS_CHUNK_ROWS, else 100,000.")
+    chunk_days: int | None = Field(None, description="Most days per chunk; None: LEAD_ASSETS_CHUNK_DAYS, else "
+                                                     "no cap.")
 
     def create_io_manager(self, context) -> PartitionedParquetIOManager:
-        return PartitionedParquetIOManager(base_path=self.lead_home.resolve().warehouse)
+        rows = self.chunk_rows or _env_int("LEAD_ASSETS_CHUNK_ROWS") or warehouse.DEFAULT_CHUNK_ROWS
+        days = self.chunk_days or _env_int("LEAD_ASSETS_CHUNK_DAYS")
+        return PartitionedParquetIOManager(base_path=self.lead_home.resolve().warehouse, chunk_rows=rows,
+                                           chunk_days=days)
 
 
 class JsonIOManager(UPathIOManager):
