@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lead_assets.core import evaluation, schema
+from lead_assets.core.warehouse import DayChunks
 from lead_assets.core.backtest import Backtest, backtest, judge, judged_metrics
 from lead_assets.core.model import (
     PROBABILITY,
@@ -69,6 +70,32 @@ def _until(train_until, dates: pd.Series) -> pd.Series:
     if cut == cut.normalize():
         return dates < cut + pd.Timedelta(days=1)
     return dates <= cut
+
+
+def newest_labelled_day(features: DayChunks) -> str | None:
+    """The latest day with a labelled lead, reading only the label column, newest day first."""
+    for day in sorted(features.present(), reverse=True):
+        try:
+            labels = features.read([day], columns=[LABEL])
+        except (KeyError, ValueError):  # an empty file written without columns
+            continue
+        if LABEL in labels and labels[LABEL].notna().any():
+            return day
+    return None
+
+
+def labelled_window(features: DayChunks, history_days: int | None) -> pd.DataFrame:
+    """The labelled leads of the ``history_days`` days up to the newest labelled day (all when
+    None), read a chunk of days at a time and only the labelled rows kept: training never holds
+    feature files it does not train on."""
+    newest = newest_labelled_day(features)
+    if newest is None:
+        return pd.DataFrame()
+    first = (pd.Timestamp(newest) - pd.Timedelta(days=history_days - 1)).strftime("%Y-%m-%d") if history_days else ""
+    days = [d for d in features.present() if first <= d <= newest]
+    kept = [frame[frame[LABEL].notna().to_numpy()] for _, frame in features.chunks(days) if LABEL in frame]
+    kept = [frame for frame in kept if len(frame)]
+    return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
 
 
 def split_holdout(rows: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -64,11 +64,11 @@ def scored_leads(
     summary = ScoreSummary()
 
     def frames():
-        prior = lead_features.read(before)
-        window = (pd.DataFrame({CREATED_DATE: prior[CREATED_DATE], "probability": model.predict_proba(prior)})
-                  if len(prior) else pd.DataFrame({CREATED_DATE: pd.Series(dtype="datetime64[ns]"),
-                                                   "probability": pd.Series(dtype=float)}))
-        del prior
+        window = pd.concat(
+            [pd.DataFrame({CREATED_DATE: prior[CREATED_DATE], "probability": model.predict_proba(prior)})
+             for _, prior in lead_features.chunks(before) if len(prior)]  # days before the run: cut-offs only
+            or [pd.DataFrame({CREATED_DATE: pd.Series(dtype="datetime64[ns]"), "probability": pd.Series(dtype=float)})],
+            ignore_index=True)
         for days, features in lead_features.chunks(run_days):
             if len(features):
                 features = features[features[CREATED_DATE].dt.strftime("%Y-%m-%d").isin(days).to_numpy()]
@@ -87,7 +87,8 @@ def scored_leads(
 def carried_window(window: pd.DataFrame, scored: pd.DataFrame, last_day: str) -> pd.DataFrame:
     """The probabilities the next chunk's cut-offs need: the leads of the window's days up to ``last_day``."""
     first = pd.Timestamp(last_day) - pd.Timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-    both = pd.concat([window, scored[[CREATED_DATE, "probability"]]], ignore_index=True)
+    recent = scored[[CREATED_DATE, "probability"]]
+    both = pd.concat([window, recent], ignore_index=True) if len(window) else recent
     return both[(both[CREATED_DATE] >= first).to_numpy()].reset_index(drop=True)
 
 
