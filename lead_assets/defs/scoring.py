@@ -1,5 +1,6 @@
 """scored_leads: every lead of a day scored by the champion model, with bucket and reasons."""
 
+import time
 from collections import Counter
 
 import pandas as pd
@@ -51,7 +52,9 @@ def scored_leads(
     features) are carried from chunk to chunk, so every cut-off is the one an all-at-once run gets."""
     from lead_assets.core.scoring import BucketConfig, score_leads
 
+    started = time.perf_counter()
     champion = model_registry.load_champion()
+    loading = time.perf_counter() - started
     if champion is None:
         raise Failure(
             f"no '{model_registry.model_name}@champion' model in MLflow at {model_registry.uri()}: "
@@ -81,7 +84,8 @@ def scored_leads(
             window = carried_window(window, scored, days[-1])
             yield scored
 
-    return DayStream(frames(), lambda: {**summary.metadata(str(version)), **lead_features.stats()})
+    return DayStream(frames(), lambda: {**summary.metadata(str(version)), **lead_features.stats(),
+                                        "champion_load_seconds": round(loading, 3)})
 
 
 def carried_window(window: pd.DataFrame, scored: pd.DataFrame, last_day: str) -> pd.DataFrame:
