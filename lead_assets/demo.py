@@ -16,6 +16,13 @@ INSTANCE_YAML = """\
 # Written by lead-assets for local use: sqlite storage under this folder.
 telemetry:
   enabled: false
+# Queued runs are launched within a second (Dagster's default looks every 5 s): an inbox drop
+# is scored sooner (BENCHMARKS.md, "File drop to scored").
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 concurrency:
   runs:
     max_concurrent_runs: 4
