@@ -37,6 +37,7 @@ from lead_assets.core.schema import CREATED_DATE
 from lead_assets.defs.partitions import FIRST_DAY
 
 EXPERIMENT = "lead_scoring"
+MODEL_CACHE = "model_cache"
 MODEL_NAME = "lead_scoring"
 
 # LeadHomeResource field -> the environment variable a deployment sets it with.
@@ -222,10 +223,32 @@ class ModelRegistry(ConfigurableResource):
         mlflow.set_tracking_uri(self.uri())
 
     def load_champion(self):
+        """The champion and its version. A version's model never changes in MLflow, so each one
+        loaded is kept as a pickle under the warehouse (``model_cache/``, keyed by tracking URI,
+        name and version): later runs resolve the alias (one registry query) and skip MLflow's
+        model loading (~1 s a run)."""
+        import pickle
+
         from lead_assets.core import registry
 
         self.connect()
-        return registry.load_champion(self.model_name)
+        version = registry.champion_version(self.model_name)
+        if version is None:
+            return None
+        cached = self._cached(version)
+        if cached.exists():
+            with cached.open("rb") as handle:
+                return pickle.load(handle), version
+        loaded = registry.load_champion(self.model_name)
+        if loaded is not None:
+            warehouse.atomic_write_bytes(self._cached(loaded[1]), pickle.dumps(loaded[0]))
+        return loaded
+
+    def _cached(self, version) -> UPath:
+        import hashlib
+
+        tracking = hashlib.sha256(self.uri().encode()).hexdigest()[:12]
+        return self.lead_home.resolve().warehouse / MODEL_CACHE / f"{self.model_name}-{version}-{tracking}.pkl"
 
     def champion_version(self) -> str | None:
         from lead_assets.core import registry
