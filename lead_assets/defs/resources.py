@@ -32,7 +32,7 @@ from pydantic import Field, PrivateAttr
 from upath import UPath
 
 from lead_assets.core import warehouse
-from lead_assets.core.home import LeadHome
+from lead_assets.core.home import LeadHome, is_local
 from lead_assets.core.schema import CREATED_DATE
 from lead_assets.defs.partitions import FIRST_DAY
 
@@ -68,6 +68,7 @@ class LeadHomeResource(ConfigurableResource):
     settle_seconds: float = 2.0
     tick_max_files: int | None = None  # None: LEAD_ASSETS_TICK_MAX_FILES, else 100 (core.inbox)
     tick_max_bytes: int | None = None  # None: LEAD_ASSETS_TICK_MAX_BYTES, else 256 MiB
+    tick_watch_seconds: float | None = None  # None: LEAD_ASSETS_TICK_WATCH_SECONDS, else 0 (off)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None):
@@ -84,6 +85,15 @@ class LeadHomeResource(ConfigurableResource):
             self.home, inbox=self.inbox, landing=self.landing, quarantine=self.quarantine,
             ledger=self.ledger, warehouse=self.warehouse, mlflow_tracking_uri=self.mlflow_tracking_uri,
         ).ensure()
+
+    def watch_seconds(self, home: LeadHome) -> float:
+        """How long an inbox tick keeps looking for a ready file before it returns (0: it looks
+        once). Only for a local inbox: on object storage every look is a LIST request."""
+        if not is_local(home.inbox):
+            return 0.0
+        if self.tick_watch_seconds is not None:
+            return self.tick_watch_seconds
+        return float((os.environ.get("LEAD_ASSETS_TICK_WATCH_SECONDS") or "").strip() or 0)
 
     @property
     def first_date(self) -> date:
