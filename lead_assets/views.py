@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 
-VIEWS = ("raw_leads", "cleaned_leads", "lead_features", "scored_leads", "rejected_leads", "ingest_log")
+VIEWS = ("raw_leads", "cleaned_leads", "lead_features", "scored_leads", "rejected_leads", "outcome_history",
+         "served_scores", "ingest_log", "lead_outcomes", "model_performance")
+DAY_FOLDERS = VIEWS[:7]
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -33,9 +35,10 @@ def connect(home):
 
     con = duckdb.connect()
     available = []
-    for view in VIEWS[:5]:
+    for view in DAY_FOLDERS:
         folders = [home.warehouse / view] + ([home.warehouse / view / "undated"] if view == "rejected_leads" else [])
-        globs = [_quote(f"{f}/*.parquet") for f in folders if f.exists() and any(f.glob("*.parquet"))]
+        pattern = "*/*.parquet" if view == "served_scores" else "*.parquet"
+        globs = [_quote(f"{f}/{pattern}") for f in folders if f.exists() and any(f.glob(pattern))]
         if globs:
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{', '.join(globs)}], union_by_name=true)")
             available.append(view)
@@ -43,6 +46,20 @@ def connect(home):
         con.execute("CREATE VIEW ingest_log AS SELECT * FROM "
                     f"read_json_auto({_quote(f'{home.ledger}/*.json')}, union_by_name=true)")
         available.append("ingest_log")
+    events = home.warehouse / "outcome_events"
+    if events.exists() and any(events.glob("*.parquet")):
+        leads = ("(SELECT lead_id, created_date FROM raw_leads)" if "raw_leads" in available
+                 else "(SELECT NULL::VARCHAR AS lead_id, NULL::TIMESTAMP AS created_date WHERE false)")
+        con.execute(  # attached or pending is decided now, against the leads ingested so far
+            "CREATE VIEW lead_outcomes AS SELECT e.*, strftime(r.created_date, '%Y-%m-%d') AS day, "
+            "CASE WHEN r.lead_id IS NULL THEN 'pending' ELSE 'attached' END AS status "
+            f"FROM read_parquet({_quote(f'{events}/*.parquet')}, union_by_name=true) e "
+            f"LEFT JOIN {leads} r USING (lead_id)")
+        available.append("lead_outcomes")
+    performance = home.warehouse / "model_performance.parquet"
+    if performance.exists():
+        con.execute(f"CREATE VIEW model_performance AS SELECT * FROM read_parquet({_quote(str(performance))})")
+        available.append("model_performance")
     allowed = ", ".join(_quote(str(p)) for p in (home.warehouse, home.ledger))
     con.execute(f"SET allowed_directories = [{allowed}]")
     con.execute("SET enable_external_access = false")

@@ -39,7 +39,8 @@ def test_dg_lists_every_definition(lead_home):
     assert result.returncode == 0, result.stdout + result.stderr
     listed = json.loads(result.stdout)
     assert {a["asset_key"] for a in listed["assets"]} == {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert {s["name"] for s in listed["sensors"]} == {"inbox_sensor", "rescore_on_champion_change", "champion_promotion"}
+    assert {s["name"] for s in listed["sensors"]} == {"inbox_sensor", "rescore_on_champion_change", "champion_promotion",
+                                                     "performance_refresh", "retrain_on_outcomes"}
     assert {r["name"] for r in listed["resources"]} == set(defs.resources)
 
 
@@ -53,7 +54,7 @@ def test_nothing_is_loaded_twice():
     names = [getattr(o, "name", None) for o in [*(defs.sensors or []), *(defs.schedules or []), *(defs.jobs or [])]]
     assert len(set(names)) == len(names)
     checks = [key for c in defs.asset_checks or [] for key in c.check_keys]
-    assert len(set(checks)) == len(checks) == 6
+    assert len(set(checks)) == len(checks) == 7
 
 
 def test_a_module_added_under_defs_is_loaded(tmp_path):

@@ -8,29 +8,15 @@ import gzip
 import json
 import os
 import time
-from datetime import date, datetime, timezone
 
 import pandas as pd
 import pytest
 
-from lead_assets.core import inbox, synth, warehouse
-from lead_assets_tests.served import dev_server, graphql
+from lead_assets.core import synth, warehouse
+from lead_assets_tests.served import dev_server, graphql, train_champion
 
 RUNS = '{ runsOrError { ... on Runs { results { runId status jobName } } } }'
 BATCH_DAYS = ["2021-08-20", "2021-08-21", "2021-08-22"]
-
-
-def _train_champion(home):
-    """40 labelled days landed and a promoted champion, in the instance `dagster dev` will use."""
-    from lead_assets.demo import materialize_selection
-
-    history = synth.generate_leads("2021-07-01", 40, 150, seed=21, labelled=True)
-    synth.write_daily_files(history, home.inbox.path, prefix="history")
-    today = datetime.now(timezone.utc).date()
-    for candidate in inbox.list_candidates(home.inbox)[0]:
-        inbox.receive(home, candidate.path, date(2021, 7, 1), today)
-    materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], "2021-07-01", "2021-08-09")
-    materialize_selection(["lead_scoring_model", "champion_model"])
 
 
 def _batch() -> dict[str, bytes]:
@@ -69,7 +55,7 @@ def served_home(lead_home, tmp_path, monkeypatch):
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     ensure_dagster_home(lead_home)
-    _train_champion(lead_home)
+    train_champion(lead_home)
     env = dict(os.environ, LEAD_ASSETS_MAX_INFLATED_BYTES=str(64 * 1024 * 1024))
     with dev_server(env) as (_, port, _):
         yield lead_home, port

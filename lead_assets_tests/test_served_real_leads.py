@@ -5,7 +5,9 @@
 red runs); `dg launch --assets lead_scoring_model` with its defaults judges the recipe on monthly
 backtests and its gate promotes a champion with no further click; the 2022 leads, dropped
 without their labels, are scored, and their withheld labels show precision >= 0.65 and recall
->= 0.75 for "not junk". Skips when the real file is absent. Takes a few minutes.
+>= 0.75 for "not junk"; then those labels are dropped as a narrow outcomes file and
+model_performance shows the same realised precision and recall for the champion. Skips when
+the real file is absent. Takes a few minutes.
 """
 
 import json
@@ -104,5 +106,25 @@ def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
         return (frame,) if len(frame) == featured and set(frame["model_version"]) == {champion} else None
 
     wait_for("the history rescored by the first champion", history_rescored, process, 600, every=3)
+
+    # The 2022 outcomes arrive later, as the CRM's narrow export: the live system judges the champion on them.
+    outcomes = later[["lead_id", "app_complete_flag"]]
+    staging = Path(str(home.root)) / "staging"
+    outcomes.to_csv(staging / "outcomes_2022.csv", index=False)
+    os.replace(staging / "outcomes_2022.csv", Path(str(home.inbox)) / "outcomes_2022.csv")
+    path = home.warehouse / "model_performance.parquet"
+
+    def realised():
+        if not path.exists():
+            return None
+        table = warehouse.read_parquet(path)
+        row = table[(table["model_version"] == champion) & (table["week"] == "all")]
+        return (row.iloc[0],) if len(row) and row.iloc[0]["leads_with_outcome"] == len(scored) else None
+
+    (row,) = wait_for("model_performance on the 2022 outcomes", realised, process, 600, every=3)
+    print(json.dumps({"realised_precision": round(float(row["precision"]), 4),
+                      "realised_recall": round(float(row["recall"]), 4), "realised_auc": round(float(row["auc"]), 4)}))
+    assert row["leads_scored"] == len(scored)  # judged on 2022 only: the history is its training data
+    assert row["precision"] == pytest.approx(precision, abs=1e-12) and row["recall"] == pytest.approx(recall, abs=1e-12)
     failed = graphql(port, FAILED_RUNS)["runsOrError"]["results"]
     assert failed == [], failed

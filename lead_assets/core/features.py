@@ -1,7 +1,8 @@
 """The model's input table: exactly the feature columns, in order, with stable dtypes.
 
-Keys (``lead_id``, ``created_date``) and the label ride along beside the features so that
-training and scoring can join results back to leads; ``feature_frame`` strips them.
+Keys (``lead_id``, ``created_date``), the label and when it became known (``outcome_at``) ride
+along beside the features so that training, scoring and performance can join results back to
+leads; ``feature_frame`` strips them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lead_assets.core import schema
-from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
+from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_AT
 
 KEY_COLUMNS: tuple[str, ...] = (LEAD_ID, CREATED_DATE)
 
@@ -29,7 +30,9 @@ def build_features(cleaned: pd.DataFrame) -> pd.DataFrame:
         out[column] = values.astype(str) if dtype == "object" else values.astype(dtype)
     label = cleaned[LABEL] if LABEL in cleaned.columns else pd.Series(pd.NA, index=cleaned.index)
     out[LABEL] = pd.array(label, dtype="Int8")
-    return out[[*KEY_COLUMNS, *columns, LABEL]].reset_index(drop=True)
+    known = cleaned[OUTCOME_AT] if OUTCOME_AT in cleaned.columns else pd.Series(pd.NaT, index=cleaned.index)
+    out[OUTCOME_AT] = pd.to_datetime(known).astype("datetime64[ns]")
+    return out[[*KEY_COLUMNS, *columns, LABEL, OUTCOME_AT]].reset_index(drop=True)
 
 
 def feature_frame(features: pd.DataFrame) -> pd.DataFrame:

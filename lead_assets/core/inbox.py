@@ -99,6 +99,7 @@ class LedgerEntry(_DaySpan):
     seq: int | None = None
     inflated_bytes: int = 0
     lead_ids_given: bool = False
+    kind: str = "leads"  # leads | outcomes (a narrow file of labels for leads already ingested)
 
 
 def is_ignored(name: str) -> bool:
@@ -281,6 +282,7 @@ def _receive(home: LeadHome, path: UPath, first_day: date, today: date) -> Ledge
     entry.unknown_columns = sniff.unknown_columns
     entry.inflated_bytes = sniff.format.inflated_bytes
     entry.lead_ids_given = LEAD_ID in sniff.format.columns
+    entry.kind = sniff.format.kind
     entry.landed_as = target.name
     record(home, entry)  # intent first: a crash before the move leaves the file in the inbox
     write_entry(home, entry, key=sha)
@@ -327,7 +329,7 @@ def refuse_link(home: LeadHome, link: UPath) -> LedgerEntry:
 
 def find_landed(home: LeadHome, key: str) -> IndexRecord:
     """The one landed file whose sha256 starts with ``key`` or whose original name is ``key``."""
-    matches = [e for e in landed_entries(home) if e.sha256.startswith(key.lower()) or e.file == key]
+    matches = [e for e in landed_entries(home, kind=None) if e.sha256.startswith(key.lower()) or e.file == key]
     if len(matches) != 1:
         found = ", ".join(f"{e.file} ({e.sha256[:12]})" for e in matches[:5])
         raise ValueError(f"{key!r} matches {len(matches)} landed files" + (f": {found}" if found else ""))
@@ -368,7 +370,8 @@ def read_entry(home: LeadHome, sha256: str) -> LedgerEntry | None:
 
 
 # ------------------------------------------------------------------------------------ the index
-INDEX_FIELDS = ("seq", "sha256", "file", "status", "days", "landed_as", "rows_read", "received_at", "lead_ids_given")
+INDEX_FIELDS = ("seq", "sha256", "file", "status", "days", "landed_as", "rows_read", "received_at", "lead_ids_given",
+                "kind")
 
 
 @contextmanager
@@ -436,6 +439,17 @@ def _migrate(home: LeadHome) -> None:
         atomic_write_bytes(path, "".join(lines).encode())
 
 
+ACCEPTED_OR_WITHDRAWN = ("accepted", "withdrawn")
+RELABEL = "relabel"  # a change of labels (not of files): these days re-run to show them
+
+
+def record_relabel(home: LeadHome, days: dict[str, int], detail: str) -> int:
+    """Ask for ``days`` to re-run because outcomes attached to (or left) leads already ingested."""
+    entry = LedgerEntry(file=detail[:200], sha256="relabel", status=RELABEL, received_at=_now(), size_bytes=0,
+                        days=days, kind="outcomes")
+    return record(home, entry)
+
+
 @dataclass(frozen=True)
 class IndexRecord(_DaySpan):
     seq: int
@@ -447,6 +461,7 @@ class IndexRecord(_DaySpan):
     rows_read: int
     received_at: str
     lead_ids_given: bool = False
+    kind: str = "leads"
 
 
 def read_index(home: LeadHome, offset: int = 0) -> tuple[list[IndexRecord], int]:
@@ -465,12 +480,15 @@ def read_index(home: LeadHome, offset: int = 0) -> tuple[list[IndexRecord], int]
     return records, offset + len(complete)
 
 
-def landed_entries(home: LeadHome) -> list[IndexRecord]:
-    """Files whose latest change is ``accepted``, in landing order: a lead's first copy wins."""
+def landed_entries(home: LeadHome, kind: str | None = "leads") -> list[IndexRecord]:
+    """Files (of ``kind``; None: any) whose latest change is ``accepted``, in landing order:
+    a lead's first copy wins, a later outcome replaces an earlier one."""
     latest: dict[str, IndexRecord] = {}
     for entry in read_index(home)[0]:
-        latest[entry.sha256] = entry
-    return sorted((e for e in latest.values() if e.status == "accepted"), key=lambda e: e.seq)
+        if entry.status != RELABEL:
+            latest[entry.sha256] = entry
+    return sorted((e for e in latest.values() if e.status == "accepted" and kind in (None, e.kind)),
+                  key=lambda e: e.seq)
 
 
 def files_for_days(home: LeadHome, days: list[str]) -> list[IndexRecord]:

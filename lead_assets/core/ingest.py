@@ -26,7 +26,7 @@ import pandas as pd
 from upath import UPath
 
 from lead_assets.core import schema
-from lead_assets.core.schema import CITY, CREATED_DATE, LABEL, LEAD_ID, REFERRED
+from lead_assets.core.schema import CITY, CREATED_DATE, LABEL, LEAD_ID, OUTCOME_AT, REFERRED
 
 DELIMITERS = (",", ";", "\t", "|")
 MAX_COUNT = 1000.0  # a lead cannot drop 1,000 courses or click 1,000 times: a broken export
@@ -38,6 +38,8 @@ _DATE = re.compile(
     r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"  # optional UTC offset: converted to UTC
 )
 _LEAD_ID_HASH_KEY = "lead_assets_v1!!"
+# A lead id a CRM could have issued, or one ingest derived: no spaces, quotes or control characters.
+LEAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+#-]{0,127}$")
 csv.field_size_limit(MAX_FIELD_BYTES)
 
 
@@ -99,6 +101,7 @@ class FileFormat:
     columns: list[str]
     index_column: bool
     inflated_bytes: int = 0
+    kind: str = "leads"  # leads | outcomes (lead_id and app_complete_flag, no created_date)
 
 
 @dataclass
@@ -149,9 +152,12 @@ def detect_format(path: UPath, name: str | None = None) -> FileFormat:
     index_column = bool(columns) and columns[0] in ("", "Unnamed: 0")
     if index_column:
         columns = columns[1:]
+    if schema.is_outcome_header(columns):
+        return FileFormat(encoding, delimiter, compressed, columns, index_column, inflated, kind="outcomes")
     missing = [c for c in schema.required_columns() if c not in columns]
     if missing:
-        raise LeadFileError(name, "missing_columns", f"required column(s) missing: {', '.join(missing)}")
+        raise LeadFileError(name, "missing_columns", f"required column(s) missing: {', '.join(missing)} "
+                                                     f"(an outcomes file has {LEAD_ID} and {LABEL} and no {CREATED_DATE})")
     return FileFormat(encoding, delimiter, compressed, columns, index_column, inflated)
 
 
@@ -189,7 +195,7 @@ def _detect_encoding(path: UPath, name: str) -> tuple[str, int]:
 
 def _known_fields(header_line: str, delimiter: str) -> int:
     fields = {f.strip().strip('"').lstrip("\ufeff") for f in header_line.split(delimiter)}
-    return len(fields & set(schema.raw_columns()))
+    return len(fields & {*schema.raw_columns(), *schema.outcome_columns()})
 
 
 def _text_reader(path: UPath, fmt: FileFormat):
@@ -205,6 +211,8 @@ def sniff_file(path: UPath, first_day: date, today: date, name: str | None = Non
     """
     name = name or path.name
     fmt = detect_format(path, name)
+    if fmt.kind == "outcomes":
+        return _sniff_outcomes(path, fmt, name)
     first, last = first_day.isoformat(), today.isoformat()
     text, reader = _text_reader(path, fmt)
     day_counts: dict[str, int] = {}
@@ -243,8 +251,27 @@ def sniff_file(path: UPath, first_day: date, today: date, name: str | None = Non
             f"none of the {rows} rows has a created_date between {first} and {last}",
             bad[:100],
         )
-    unknown = [c for c in fmt.columns if c not in schema.raw_columns() and c != LEAD_ID]
+    unknown = [c for c in fmt.columns if c not in schema.raw_columns() and c not in (LEAD_ID, OUTCOME_AT)]
     return Sniff(name, fmt, rows, day_counts, bad, unknown)
+
+
+def _sniff_outcomes(path: UPath, fmt: FileFormat, name: str) -> Sniff:
+    """An outcomes file has no days of its own: they are the days of the leads it names, known in a run."""
+    text, reader = _text_reader(path, fmt)
+    rows = 0
+    try:
+        with text:
+            next(reader, None)
+            rows = sum(1 for row in reader if row and not (len(row) == 1 and not row[0].strip()))
+    except csv.Error as exc:
+        raise LeadFileError(name, "malformed_csv", f"cannot be read as CSV: {exc}") from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise LeadFileError(name, "truncated_file",
+                            f"the compressed file ends early or is corrupt ({exc}); send it again") from exc
+    if rows == 0:
+        raise LeadFileError(name, "no_rows", "the file has a header but no outcome rows")
+    unknown = [c for c in fmt.columns if c not in schema.outcome_columns()]
+    return Sniff(name, fmt, rows, {}, [], unknown)
 
 
 @dataclass
@@ -350,6 +377,12 @@ def parse_lead_file(
     else:
         typed[LABEL] = pd.array([pd.NA] * rows, dtype="Int8")
 
+    if OUTCOME_AT in text.columns:  # a labelled re-export may say when each label became known
+        known_raw = _blank_to_na(text[OUTCOME_AT])
+        known = parse_created_series(known_raw.astype(object).where(known_raw.notna(), None))
+        reasons.add((known_raw.notna() & known.isna()).to_numpy(dtype=bool), "unparseable_date", OUTCOME_AT,
+                    "outcome_at is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
+        typed[OUTCOME_AT] = known
     given = _blank_to_na(text[LEAD_ID]).str.strip() if LEAD_ID in text.columns else None
     derived = lead_ids(typed)
     typed.insert(0, LEAD_ID, derived if given is None else given.fillna(pd.Series(derived, index=text.index)).astype(str))
@@ -367,6 +400,55 @@ def parse_lead_file(
     keep = ~reasons.any()
     rejected = reasons.frame(text, name, sha256, source_row, day)
     return ParsedFile(typed[keep].reset_index(drop=True), rejected, rows)
+
+
+def parse_outcome_file(path: UPath, *, name: str, sha256: str, today: date,
+                       fmt: FileFormat | None = None) -> ParsedFile:
+    """Apply the outcome rules to a narrow file; ``accepted`` + ``rejected`` rows = rows read.
+
+    Accepted rows are outcome events (``lead_id``, ``app_complete_flag``, ``outcome_at`` or
+    empty); which lead and day each attaches to is decided later, against the leads ingested.
+    """
+    fmt = fmt or detect_format(path, name)
+    text, extra_fields = read_raw_rows(path, fmt, name)
+    rows = len(text)
+    source_row = np.arange(2, rows + 2)
+    reasons = _RowReasons(rows)
+    reasons.add(extra_fields > 0, "wrong_field_count", "",
+                f"the row has more fields than the header's {len(fmt.columns) + int(fmt.index_column)}")
+    ids = _blank_to_na(text[LEAD_ID]).str.strip()
+    reasons.add(ids.isna().to_numpy(dtype=bool), "missing_lead_id", LEAD_ID, "an outcome needs the lead_id it is for")
+    well_formed = ids.fillna("").map(lambda v: bool(LEAD_ID_PATTERN.match(v))).to_numpy(dtype=bool)
+    reasons.add(~well_formed, "bad_lead_id", LEAD_ID,
+                "lead_id must be 1-128 letters, digits or _.:@/+#- (starting with a letter or digit)")
+    label_raw = _blank_to_na(text[LABEL])
+    label = _to_float(label_raw)
+    reasons.add(label_raw.isna().to_numpy(dtype=bool), "label_missing", LABEL,
+                "an outcome row needs app_complete_flag (0 or 1)")
+    reasons.add(~label.isin([0.0, 1.0]).to_numpy(dtype=bool), "label_not_binary", LABEL,
+                "app_complete_flag must be 0 or 1")
+    if OUTCOME_AT in text.columns:
+        known_raw = _blank_to_na(text[OUTCOME_AT])
+        known = parse_created_series(known_raw.astype(object).where(known_raw.notna(), None))
+        reasons.add((known_raw.notna() & known.isna()).to_numpy(dtype=bool), "unparseable_date", OUTCOME_AT,
+                    "outcome_at is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
+        now = min(pd.Timestamp.now(tz="UTC").tz_localize(None), pd.Timestamp(today) + pd.Timedelta(days=1))
+        reasons.add((known > now).to_numpy(), "date_in_future", OUTCOME_AT,
+                    f"outcome_at is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)")
+    else:
+        known = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    events = pd.DataFrame({
+        LEAD_ID: ids.astype(object),
+        LABEL: pd.array(label.where(label.isin([0.0, 1.0])), dtype="Float64").astype("Int8"),
+        OUTCOME_AT: known.astype("datetime64[ns]"),
+        "source_file": name,
+        "source_sha256": sha256,
+        "source_row": source_row,
+    })
+    keep = ~reasons.any()
+    no_day = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    rejected = reasons.frame(text, name, sha256, source_row, no_day)
+    return ParsedFile(events[keep].reset_index(drop=True), rejected, rows)
 
 
 def lead_ids(typed: pd.DataFrame) -> np.ndarray:

@@ -110,6 +110,36 @@ def feature_importance_png(names, importances, top: int = 20) -> bytes:
     return _png(figure)
 
 
+def realised_png(weekly, targets: dict[str, float]) -> bytes:
+    """Realised precision and recall of "not junk" per week of lead creation, one line per version."""
+    figure, ax = _figure(7.0, 4.0)
+    for version, part in weekly.groupby("model_version", sort=False):
+        weeks = part["week"].astype("datetime64[ns]")
+        ax.plot(weeks, part["precision"], marker="o", label=f"v{version} precision")
+        ax.plot(weeks, part["recall"], marker="s", linestyle="--", label=f"v{version} recall")
+    for name, style in (("precision", ":"), ("recall", "-.")):
+        if name in targets:
+            ax.axhline(targets[name], color="grey", linestyle=style, linewidth=1, label=f"{name} target")
+    ax.set(xlabel="week the leads were created", ylabel="realised", ylim=(0, 1.02),
+           title="Realised precision and recall of 'not junk'")
+    ax.legend(loc="lower left", fontsize=7, ncol=2)
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
+def served_calibration_png(deciles: list[dict], version: str) -> bytes:
+    """Predicted vs observed completion rate by score decile, as served."""
+    figure, ax = _figure()
+    predicted = [d["predicted"] for d in deciles]
+    observed = [d["observed"] for d in deciles]
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    ax.plot(predicted, observed, marker="o", label=f"v{version} by score decile")
+    ax.set(xlabel="mean served probability", ylabel="observed completion rate", xlim=(0, 1), ylim=(0, 1),
+           title="Calibration as served")
+    ax.legend(loc="upper left")
+    return _png(figure)
+
+
 def training_plots(result: TrainResult) -> dict[str, bytes]:
     """Every plot of a training run, by file name."""
     from lead_assets.core.schema import LABEL

@@ -134,11 +134,11 @@ def reconciliation_rules() -> tuple[Rule, ...]:
 
 
 def features_rules() -> tuple[Rule, ...]:
-    """lead_features: keys, the model's columns in order, the label; nothing else."""
+    """lead_features: keys, the model's columns in order, the label and when it became known; nothing else."""
     from lead_assets.core.features import KEY_COLUMNS
 
     return (Rule("columns_are_model_input_in_order", "ExpectTableColumnsToMatchOrderedList",
-                 {"column_list": [*KEY_COLUMNS, *schema.feature_columns(), LABEL]}),)
+                 {"column_list": [*KEY_COLUMNS, *schema.feature_columns(), LABEL, schema.OUTCOME_AT]}),)
 
 
 def dtype_rules() -> tuple[Rule, ...]:

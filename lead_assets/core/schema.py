@@ -24,6 +24,10 @@ LEAD_ID = "lead_id"
 CITY_TIER = "city_tier"
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
+# When a lead's label became known, and which landed file (ledger sequence number) supplied it.
+OUTCOME_AT = "outcome_at"
+OUTCOME_SOURCE = "outcome_source"
+OUTCOME_SEQ = "outcome_seq"
 
 LEVEL_COLUMNS: tuple[str, ...] = (PLATFORM, MEDIUM, SOURCE)
 OTHERS = "others"
@@ -90,6 +94,18 @@ def raw_columns() -> tuple[str, ...]:
 def required_columns() -> tuple[str, ...]:
     """Columns a file must carry to be ingested; interactions and the label are optional."""
     return (CREATED_DATE, CITY, PLATFORM, MEDIUM, SOURCE, LEADS_DROPPED, REFERRED)
+
+
+def outcome_columns() -> tuple[str, ...]:
+    """A narrow outcomes file: the lead and its label, optionally when the label became known."""
+    return (LEAD_ID, LABEL, OUTCOME_AT)
+
+
+def is_outcome_header(columns) -> bool:
+    """An outcomes file names a lead and its label and none of the lead's own fields: a lead file that
+    lost its ``created_date`` is a broken lead file, not outcomes."""
+    present = set(columns)
+    return {LEAD_ID, LABEL} <= present and not present & set(required_columns())
 
 
 def numeric_columns() -> tuple[str, ...]:

@@ -22,11 +22,13 @@ from dagster import (
 from lead_assets.core import inbox, landed, warehouse
 from lead_assets.core.home import LeadHome
 from lead_assets.core.ingest import REJECTED_COLUMNS, parse_lead_file
-from lead_assets.core.schema import CREATED_DATE, LEAD_ID
+from lead_assets.core.outcomes import HISTORY_COLUMNS
+from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_AT, OUTCOME_SEQ, OUTCOME_SOURCE
 from lead_assets.defs.partitions import lead_days, one_run_per_range
 from lead_assets.defs.resources import LeadHomeResource
 
 REJECTED = "rejected_leads"
+HISTORY = "outcome_history"
 
 
 def _write_rejected(home: LeadHome, days: list[str], rejected: pd.DataFrame) -> None:
@@ -53,11 +55,17 @@ def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> pd
     found = landed.leads_for_days(home, days, lead_home.first_date, lead_home.today(), parse=parse_lead_file)
     leads = found.leads if found.leads is not None else _empty_raw()
     _write_rejected(home, days, found.rejected)
+    _write_history(home, days, found.history)
     rejects = found.rejected
     per_day = leads[CREATED_DATE].dt.strftime("%Y-%m-%d").value_counts().reindex(days, fill_value=0)
     context.add_output_metadata({
         "leads": len(leads),
         "duplicates_across_files": found.duplicates,
+        "labelled": int(leads[LABEL].notna().sum()),
+        "relabelled_by_re_exports": found.relabelled,
+        "outcome_conflicts": found.conflicts,
+        "outcomes_from_outcome_files": int((found.history["via"] == "outcomes_file").sum())
+        if found.history is not None else 0,
         "rejected_rows": int(rejects["day"].notna().sum()) if len(rejects) else 0,
         "files_not_yet_landed": MetadataValue.json(found.not_yet_landed),
         "files": MetadataValue.md(pd.DataFrame(found.files).to_markdown(index=False) if found.files else "no files"),
@@ -66,13 +74,24 @@ def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> pd
     return leads
 
 
+def _write_history(home: LeadHome, days: list[str], history: pd.DataFrame | None) -> None:
+    """Every outcome event of each day's leads (replaced on re-run): what ``outcome_history`` shows."""
+    frame = history if history is not None else pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    for day in days:
+        warehouse.write_partition(home.warehouse, HISTORY, day, frame[frame["day"] == day])
+
+
 def _empty_raw() -> pd.DataFrame:
     from lead_assets.core import schema
 
-    columns = [LEAD_ID, *schema.raw_columns(), "source_file", "source_sha256", "source_row"]
+    columns = [LEAD_ID, *schema.raw_columns(), "source_file", "source_sha256", "source_row",
+               OUTCOME_AT, OUTCOME_SOURCE, OUTCOME_SEQ]
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
     frame[CREATED_DATE] = pd.Series(dtype="datetime64[ns]")
-    for c in (LEAD_ID, schema.CITY, *schema.LEVEL_COLUMNS, "source_file", "source_sha256"):
+    frame[OUTCOME_AT] = pd.Series(dtype="datetime64[ns]")
+    frame[LABEL] = pd.Series(dtype="Int8")
+    frame[OUTCOME_SEQ] = pd.Series(dtype="Int64")
+    for c in (LEAD_ID, schema.CITY, *schema.LEVEL_COLUMNS, "source_file", "source_sha256", OUTCOME_SOURCE):
         frame[c] = pd.Series(dtype="object")
     return frame
 
@@ -80,6 +99,7 @@ def _empty_raw() -> pd.DataFrame:
 PIPELINE = AssetSelection.assets(
     AssetKey("raw_leads"), AssetKey("cleaned_leads"), AssetKey("lead_features"), AssetKey("scored_leads")
 )
+OUTCOMES = AssetKey("lead_outcomes")
 INGEST_ONLY = ("raw_leads", "cleaned_leads", "lead_features")
 
 
@@ -88,15 +108,20 @@ def has_champion(instance) -> bool:
     return instance.get_latest_materialization_event(AssetKey("champion_model")) is not None
 
 
-def inbox_run_request(entries: list[inbox.IndexRecord], score: bool = True) -> RunRequest:
+def _seqs(entries: list[inbox.IndexRecord]) -> str:
+    return "-".join(sorted(str(e.seq) if e.seq is not None else e.sha256[:16] for e in entries))[:200]
+
+
+def inbox_run_request(entries: list[inbox.IndexRecord], score: bool = True, prefix: str = "ingest") -> RunRequest:
     """One run over the day range that a tick's changes cover (single-run backfill policy).
 
     Before the first champion exists, the run stops at ``lead_features``: scoring would fail.
+    A relabel (outcomes attached to days already scored) stops there too: scores do not change.
     """
     dated = [e for e in entries if e.days]
     first = min(e.first_day for e in dated)
     last = max(e.last_day for e in dated)
-    key = "ingest-" + "-".join(sorted(str(e.seq) if e.seq is not None else e.sha256[:16] for e in entries))[:200]
+    key = f"{prefix}-" + _seqs(entries)
     keys = (*INGEST_ONLY, "scored_leads") if score else INGEST_ONLY
     return RunRequest(
         run_key=key,
@@ -138,14 +163,21 @@ def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, fa
     return received, next_seen, next_failed, len(candidates) - taken
 
 
+def outcomes_run_request(entries: list[inbox.IndexRecord]) -> RunRequest:
+    """Landed (or withdrawn) outcomes files: ``lead_outcomes`` finds the days they change."""
+    return RunRequest(run_key="outcomes-" + _seqs(entries), asset_selection=[OUTCOMES],
+                      tags={"lead_assets/files": ",".join(sorted({e.file for e in entries}))[:1000]})
+
+
 @sensor(
     # Dagster's sensor daemon evaluates sensors at most every 5 s (MIN_INTERVAL_LOOP_TIME in
     # dagster._daemon.sensor); asking for less changes nothing. A fresh file settles within the
     # tick, and a tick may watch the inbox for a while (tick_watch_seconds) instead of returning.
     minimum_interval_seconds=5,
     default_status=DefaultSensorStatus.RUNNING,
-    asset_selection=PIPELINE,
-    description="Moves ready inbox files to landing or quarantine and scores their days.",
+    asset_selection=PIPELINE | AssetSelection.assets(OUTCOMES),
+    description="Moves ready inbox files to landing or quarantine and scores their days; outcomes files "
+                "go to lead_outcomes, and the days whose labels they change re-run.",
 )
 def inbox_sensor(context: SensorEvaluationContext, lead_home: LeadHomeResource):
     """Cheap by design: header and created_date only, no pandas, no model.
@@ -178,11 +210,20 @@ def _tick(context: SensorEvaluationContext, home: LeadHome, lead_home: LeadHomeR
         context.log.info(f"{entry.file}: {entry.status}" + (f" ({entry.rule}: {entry.detail})" if entry.rule else ""))
     requested = cursor.get("requested_seq", 0)
     changes, offset = inbox.read_index(home, cursor.get("index_offset", 0) if requested else 0)
-    pending = [c for c in changes if c.seq > requested and c.status in ("accepted", "withdrawn") and c.days]
+    new = [c for c in changes if c.seq > requested]
+    pending = [c for c in new if c.status in inbox.ACCEPTED_OR_WITHDRAWN and c.kind == "leads" and c.days]
+    outcome_files = [c for c in new if c.status in inbox.ACCEPTED_OR_WITHDRAWN and c.kind == "outcomes"]
+    relabels = [c for c in new if c.status == inbox.RELABEL and c.days]
     new_cursor = {"seen": next_seen, "failed": next_failed, "index_offset": offset,
                   "requested_seq": max([requested, *(c.seq for c in changes)])}
-    if not pending:
+    requests = []
+    if pending:
+        requests.append(inbox_run_request(pending, score=has_champion(context.instance)))
+    if outcome_files:
+        requests.append(outcomes_run_request(outcome_files))
+    if relabels:
+        requests.append(inbox_run_request(relabels, score=False, prefix="relabel"))
+    if not requests:
         return (SensorResult(skip_reason=SkipReason(f"{waiting} file(s) waiting, none ready"),
                              cursor=json.dumps(new_cursor)), new_cursor, bool(received))
-    request = inbox_run_request(pending, score=has_champion(context.instance))
-    return SensorResult(run_requests=[request], cursor=json.dumps(new_cursor)), new_cursor, True
+    return SensorResult(run_requests=requests, cursor=json.dumps(new_cursor)), new_cursor, True

@@ -18,6 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
+from lead_assets.core.schema import CREATED_DATE, LABEL
 from lead_assets.core.warehouse import DayChunks
 from lead_assets.defs.resources import ModelRegistry
 
@@ -78,7 +79,7 @@ class TrainingConfig(Config):
     ins={"lead_features": AssetIn(metadata={"allow_missing_partitions": True})},
     group_name=MODEL_GROUP,
     io_manager_key="json_io_manager",
-    required_resource_keys={"mlflow", "model_registry", "lead_home"},
+    required_resource_keys={"mlflow", "model_registry", "lead_home", "outcome_policy"},
     pool="lead_training",
     kinds={"catboost", "mlflow"},
     description="CatBoost judged on monthly backtests of the labelled history, refit on all of it; "
@@ -95,9 +96,14 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
     from lead_assets.core.plots import markdown_images, training_plots
     from lead_assets.core.training import gate_inputs, labelled_window, train_model
 
+    from lead_assets.core.outcomes import matured_labels
+
     model_registry: ModelRegistry = context.resources.model_registry
+    lead_home = context.resources.lead_home
+    maturity = context.resources.outcome_policy.label_maturity_days
     try:
-        labelled = labelled_window(lead_features, config.history_days)
+        labelled = labelled_window(lead_features, config.history_days,
+                                   labels=lambda frame: matured_labels(frame, maturity, lead_home.today()))
         if len(labelled) < config.min_labelled_leads:
             raise ValueError(
                 f"lead_scoring_model: only {len(labelled)} labelled leads in lead_features "
@@ -110,7 +116,7 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         plots = training_plots(result)  # rendered once: MLflow artifacts and the asset page
         version = registry.log_training(result, model_name=model_registry.model_name,
                                         tags={"dagster_run_id": context.run_id}, plots=plots)
-        _write_reference_profile(context.resources.lead_home.resolve(), result, version)
+        _write_reference_profile(lead_home.resolve(), result, version, labelled)
         champion = model_registry.load_champion()
         champion_metrics = (compare_with_champion(champion[0], sort_labelled(labelled), result.holdout)
                             if champion else None)
@@ -154,12 +160,13 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
     return info
 
 
-def _write_reference_profile(home, result, version: str) -> None:
+def _write_reference_profile(home, result, version: str, labelled: pd.DataFrame) -> None:
     """How this version's recipe scored leads it had not seen (the judged leads, at their cut-offs):
-    what monitoring compares each scored day with."""
+    what monitoring compares each scored day with; and what it was trained on (the last lead day
+    and the ledger position), which realised performance and the retrain trigger count from."""
     import json
 
-    from lead_assets.core import monitoring, warehouse
+    from lead_assets.core import inbox, monitoring, warehouse
     from lead_assets.core.home import profile_path
     from lead_assets.core.scoring import assign_buckets, scores
 
@@ -171,8 +178,11 @@ def _write_reference_profile(home, result, version: str) -> None:
         "bucket": assign_buckets(probability, judged["cutoff"].to_numpy()),
         "unseen_levels": result.model.unseen_levels(judged).to_numpy(),
     })
+    records, _ = inbox.read_index(home)
     reference = {"version": str(version), "threshold": result.model.threshold,
-                 "profile": monitoring.profile(scored, result.model.threshold, monitoring.others_share(judged))}
+                 "profile": monitoring.profile(scored, result.model.threshold, monitoring.others_share(judged)),
+                 "trained_until": labelled[CREATED_DATE].max().strftime("%Y-%m-%d"),
+                 "ledger_seq": max((r.seq for r in records), default=0)}
     warehouse.atomic_write_bytes(profile_path(home, str(version)), json.dumps(reference, indent=1).encode())
 
 

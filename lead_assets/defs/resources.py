@@ -35,6 +35,7 @@ from lead_assets.core import warehouse
 from lead_assets.core.home import LeadHome, is_local
 from lead_assets.core.schema import CREATED_DATE
 from lead_assets.defs.partitions import FIRST_DAY
+from lead_assets.defs.policy import OutcomePolicy
 
 EXPERIMENT = "lead_scoring"
 MODEL_CACHE = "model_cache"
@@ -321,6 +322,7 @@ def resources_for(lead_home: LeadHomeResource) -> dict[str, Any]:
         "json_io_manager": JsonIOManagerFactory(lead_home=lead_home),
         "model_registry": ModelRegistry(lead_home=lead_home),
         "mlflow": MlflowTracking(lead_home=lead_home),
+        "outcome_policy": OutcomePolicy.from_environment(),
     }
 
 

@@ -2,6 +2,7 @@
 
 import time
 from collections import Counter
+from datetime import datetime, timezone
 
 import pandas as pd
 from dagster import (
@@ -50,6 +51,7 @@ def scored_leads(
 ) -> DayStream:
     """Scores the run's days a chunk at a time; the trailing window's probabilities (not its
     features) are carried from chunk to chunk, so every cut-off is the one an all-at-once run gets."""
+    from lead_assets.core import served
     from lead_assets.core.scoring import BucketConfig, score_leads
 
     started = time.perf_counter()
@@ -65,6 +67,7 @@ def scored_leads(
     before = [day for day in lead_features.days if day < run_days[0]]
     buckets = BucketConfig(hot=config.hot_min_probability, warm=config.warm_min_probability)
     summary = ScoreSummary()
+    root, now = model_registry.lead_home.resolve().warehouse, datetime.now(timezone.utc)
 
     def frames():
         window = pd.concat(
@@ -80,7 +83,7 @@ def scored_leads(
             scored = score_leads(features, model, model_name=model_registry.model_name,
                                  model_version=str(version), buckets=buckets, context=window)
             del features
-            summary.add(scored)
+            summary.add(scored, served.record(root, scored, now))
             window = carried_window(window, scored, days[-1])
             yield scored
 
@@ -101,13 +104,15 @@ class ScoreSummary:
 
     def __init__(self):
         self.leads = 0
+        self.newly_served = 0
         self.buckets: Counter = Counter()
         self.rules: Counter = Counter()
         self.cutoff_sum = 0.0
         self.score_sum = 0.0
 
-    def add(self, scored: pd.DataFrame) -> None:
+    def add(self, scored: pd.DataFrame, newly_served: int) -> None:
         self.leads += len(scored)
+        self.newly_served += newly_served
         self.buckets.update(scored["bucket"].value_counts().to_dict())
         rules = scored["cutoff_rule"].str.replace(r" of \d+ leads created .*", " of the trailing window", regex=True)
         self.rules.update(rules.value_counts().to_dict())
@@ -119,6 +124,7 @@ class ScoreSummary:
         rules = pd.Series(dict(self.rules.most_common()), dtype="int64")
         return {
             "leads": self.leads,
+            "newly_served": self.newly_served,
             "model_version": version,
             "buckets": MetadataValue.md(buckets.rename("leads").to_frame().to_markdown()),
             "cutoff_rules": MetadataValue.md(rules.rename("leads").to_frame().to_markdown() if self.leads

@@ -25,7 +25,7 @@ def _leads(home, *days):
 
 def test_a_lead_re_sent_with_another_date_lives_in_the_first_landed_day_only(lead_home):
     first = raw_leads(3, "2021-07-05").assign(lead_id=["x", "y", "z"])
-    again = raw_leads(1, "2021-07-09", seed=4).assign(lead_id=["y"])
+    again = raw_leads(1, "2021-07-09", seed=4, labelled=False).assign(lead_id=["y"])
     _land(lead_home, "first.csv", first)
     _land(lead_home, "again.csv", again)
     assert sorted(_leads(lead_home, "2021-07-05").leads["lead_id"]) == ["x", "y", "z"]
@@ -49,7 +49,7 @@ def test_the_first_landed_copy_wins_even_when_it_has_the_later_date(lead_home):
 def test_the_same_lead_in_two_files_of_one_day_is_accounted_for(lead_home):
     frame = raw_leads(4)
     _land(lead_home, "a.csv", frame)
-    _land(lead_home, "b.csv", pd.concat([frame.iloc[:2], raw_leads(1, seed=9)]))
+    _land(lead_home, "b.csv", pd.concat([frame.iloc[:2].drop(columns="app_complete_flag"), raw_leads(1, seed=9)]))
     found = _leads(lead_home, "2021-07-05")
     assert len(found.leads) == 5 and found.duplicates == 2
     assert found.rejected["rule"].tolist() == ["duplicate_of_earlier_file"] * 2

@@ -1,0 +1,190 @@
+"""What happened, per model version: realised performance of the scores sales were served, a
+warning when a version misses its targets, and a retrain when outcomes say it is time."""
+
+import json
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    asset,
+    asset_check,
+    sensor,
+)
+
+from lead_assets.core import warehouse
+from lead_assets.core.evaluation import DEFAULT_TARGETS
+from lead_assets.core.home import PROFILES
+from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_SEQ
+from lead_assets.defs import freshness
+from lead_assets.defs.policy import OutcomePolicy
+from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
+
+PERFORMANCE = "model_performance"
+
+# After new labels or new scores; never while a run is still writing them. (``eager()`` would
+# wait for every daily partition of the deps to exist, which a lead history never has.)
+REFRESH_AFTER_UPDATES = (AutomationCondition.any_deps_updated().since_last_handled()
+                         & ~AutomationCondition.any_deps_in_progress() & ~AutomationCondition.in_progress())
+
+
+def _columns(root, asset: str, columns: list[str]) -> pd.DataFrame:
+    """A few columns of every day file of ``asset`` (missing columns come back empty)."""
+    import pyarrow.parquet as pq
+
+    frames = []
+    for day in warehouse.existing_partitions(root, asset):
+        with warehouse.partition_path(root, asset, day).open("rb") as handle:
+            table = pq.ParquetFile(handle)
+            if table.metadata.num_rows:
+                present = [c for c in columns if c in table.schema_arrow.names]
+                frames.append(table.read(columns=present).to_pandas().reindex(columns=columns))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def _profiles(root) -> dict[str, dict]:
+    """What training recorded of each version: the last lead day it was trained on, the ledger position."""
+    folder = root / PROFILES
+    if not folder.exists():
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in folder.iterdir() if p.name.endswith(".json")}
+
+
+def _outcomes_since(history: pd.DataFrame, profiles: dict[str, dict], versions) -> dict[str, int]:
+    """Outcome events that landed after each version was trained (ledger sequence numbers)."""
+    seqs = pd.to_numeric(history[OUTCOME_SEQ], errors="coerce") if len(history) else pd.Series(dtype=float)
+    out = {}
+    for version in versions:
+        trained = profiles.get(version, {}).get("ledger_seq")
+        out[version] = int((seqs > trained).sum()) if trained is not None else 0
+    return out
+
+
+@asset(
+    deps=[AssetKey("scored_leads"), AssetKey("lead_features")],
+    group_name="scoring",
+    kinds={"pandas", "parquet"},
+    automation_condition=REFRESH_AFTER_UPDATES,
+    description="Per model version and week of lead creation: leads scored, leads with a known outcome, AUC, "
+                "precision and recall of 'not junk' at the cut-off served, precision in the top 10%, calibration "
+                "by score decile; judged on the scores each version served, on leads after its training data.",
+)
+def model_performance(context: AssetExecutionContext, lead_home: LeadHomeResource,
+                      outcome_policy: OutcomePolicy) -> pd.DataFrame:
+    from lead_assets.core import outcomes, performance, served
+    from lead_assets.core.plots import markdown_images, realised_png, served_calibration_png
+
+    home = lead_home.resolve()
+    scores = served.read(home.warehouse)
+    labels = _columns(home.warehouse, "lead_features", [LEAD_ID, CREATED_DATE, LABEL])
+    labels[LABEL] = outcomes.matured_labels(labels, outcome_policy.label_maturity_days, lead_home.today())
+    profiles = _profiles(home.warehouse)
+    table = performance.realised(scores, labels, {v: p.get("trained_until") for v, p in profiles.items()})
+    history = _columns(home.warehouse, "outcome_history", [OUTCOME_SEQ])
+    since = _outcomes_since(history, profiles, table["model_version"].unique())
+    pooled = table["week"] == performance.ALL_WEEKS
+    table["outcomes_since_training"] = table["model_version"].map(since).where(pooled)
+    weekly = table[~pooled]
+    plots = {}
+    if len(weekly):
+        plots["realised_precision_recall.png"] = realised_png(weekly, DEFAULT_TARGETS)
+    for _, row in table[pooled].tail(1).iterrows():
+        deciles = json.loads(row["calibration"])
+        if deciles:
+            plots["calibration_as_served.png"] = served_calibration_png(deciles, row["model_version"])
+    shown = table.drop(columns=["calibration"]).round(3)
+    context.add_output_metadata({
+        "versions": int(table["model_version"].nunique()),
+        "leads_with_outcome": int(table.loc[pooled, "leads_with_outcome"].sum()),
+        "label_maturity_days": str(outcome_policy.label_maturity_days),
+        "performance": MetadataValue.md(shown.to_markdown(index=False) if len(shown) else "no served leads yet"),
+        "plots": MetadataValue.md(markdown_images(plots) if plots else "no labelled served leads yet"),
+    })
+    return table
+
+
+@asset_check(asset=model_performance, blocking=False, description=(
+    "Warns when a model version's realised precision or recall of 'not junk' is below target "
+    f"({DEFAULT_TARGETS['precision']}/{DEFAULT_TARGETS['recall']}) on at least the policy's minimum of "
+    "labelled leads."))
+def realised_performance_meets_targets(model_performance: pd.DataFrame,
+                                       outcome_policy: OutcomePolicy) -> AssetCheckResult:
+    from lead_assets.core.performance import ALL_WEEKS, below_targets
+
+    minimum = outcome_policy.performance_min_labelled
+    pooled = model_performance[model_performance["week"] == ALL_WEEKS]
+    low = below_targets(model_performance, DEFAULT_TARGETS, minimum)
+    judged = pooled[pooled["leads_with_outcome"] >= minimum]
+    columns = ["model_version", "leads_scored", "leads_with_outcome", "auc", "precision", "recall",
+               "precision_top_10pct", "calibration_error"]
+    return AssetCheckResult(
+        passed=low.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "min_labelled_leads": minimum,
+            "targets": MetadataValue.json({k: DEFAULT_TARGETS[k] for k in ("precision", "recall")}),
+            "versions_judged": len(judged),
+            "versions_below_target": MetadataValue.json(low["model_version"].tolist()),
+            "realised": MetadataValue.md(pooled[columns].round(3).to_markdown(index=False) if len(pooled)
+                                         else "no version has served labelled leads yet"),
+        },
+    )
+
+
+performance_refresh = AutomationConditionSensorDefinition(
+    "performance_refresh",
+    target=AssetSelection.assets(PERFORMANCE),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Refreshes model_performance after labels or scores change (at most every 30 s).",
+)
+
+
+def retrain_reasons(table: pd.DataFrame, champion: str, policy: OutcomePolicy) -> list[str]:
+    """Why the champion should be retrained now, from its pooled realised row (empty: it should not)."""
+    from lead_assets.core.performance import ALL_WEEKS, below_targets
+
+    row = table[(table["model_version"].astype(str) == champion) & (table["week"] == ALL_WEEKS)]
+    if row.empty:
+        return []
+    reasons = []
+    if policy.retrain_on_underperformance and not below_targets(
+            row, DEFAULT_TARGETS, policy.performance_min_labelled).empty:
+        reasons.append("below_target")
+    arrived = row["outcomes_since_training"].iloc[0]
+    if policy.retrain_min_new_outcomes and pd.notna(arrived) and arrived >= policy.retrain_min_new_outcomes:
+        reasons.append("new_outcomes")
+    return reasons
+
+
+@sensor(
+    job_name=freshness.retrain_job.name,
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Retrains (through the promotion gate) when the champion's realised precision or recall falls "
+                "below target, or when enough outcomes arrived since it was trained; once per champion and reason.",
+)
+def retrain_on_outcomes(context: SensorEvaluationContext, lead_home: LeadHomeResource,
+                        model_registry: ModelRegistry, outcome_policy: OutcomePolicy):
+    path = lead_home.resolve().warehouse / f"{PERFORMANCE}.parquet"
+    if not path.exists():
+        return SkipReason("model_performance has not been materialized yet")
+    champion = model_registry.champion_version()
+    if champion is None:
+        return SkipReason(f"no {model_registry.model_name}@champion yet")
+    table = warehouse.read_parquet(path)
+    reasons = retrain_reasons(table, champion, outcome_policy)
+    if not reasons:
+        return SkipReason(f"champion version {champion} meets its targets and few outcomes arrived since training")
+    return RunRequest(run_key=f"retrain-v{champion}-{'+'.join(reasons)}",
+                      tags={"lead_assets/reason": f"champion version {champion}: {', '.join(reasons)}"})
