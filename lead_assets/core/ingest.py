@@ -325,6 +325,25 @@ def read_raw_rows(path: UPath, fmt: FileFormat, name: str | None = None) -> tupl
     return frame.reset_index(drop=True), extra_fields
 
 
+def _rows_of(path: UPath, fmt: FileFormat, name: str) -> tuple[pd.DataFrame, int, np.ndarray, _RowReasons]:
+    """A file's rows as text, their count and row numbers, and the rule every file shares: no extra fields."""
+    text, extra_fields = read_raw_rows(path, fmt, name)
+    rows = len(text)
+    reasons = _RowReasons(rows)
+    reasons.add(extra_fields > 0, "wrong_field_count", "",
+                f"the row has more fields than the header's {len(fmt.columns) + int(fmt.index_column)}")
+    return text, rows, np.arange(2, rows + 2), reasons
+
+
+def _outcome_at(text: pd.DataFrame, reasons: _RowReasons) -> pd.Series:
+    """When each label became known (NaT where empty); a value that is not a date breaks a rule."""
+    given = _blank_to_na(text[OUTCOME_AT])
+    known = parse_created_series(given.astype(object).where(given.notna(), None))
+    reasons.add((given.notna() & known.isna()).to_numpy(dtype=bool), "unparseable_date", OUTCOME_AT,
+                "outcome_at is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
+    return known
+
+
 def parse_lead_file(
     path: UPath, *, name: str, sha256: str, first_day: date, today: date, fmt: FileFormat | None = None
 ) -> ParsedFile:
@@ -335,13 +354,7 @@ def parse_lead_file(
     (such rows are kept per file, see ``raw_leads``).
     """
     fmt = fmt or detect_format(path, name)
-    text, extra_fields = read_raw_rows(path, fmt, name)
-    rows = len(text)
-    source_row = np.arange(2, rows + 2)
-    reasons = _RowReasons(rows)
-
-    reasons.add(extra_fields > 0, "wrong_field_count", "",
-                f"the row has more fields than the header's {len(fmt.columns) + int(fmt.index_column)}")
+    text, rows, source_row, reasons = _rows_of(path, fmt, name)
     created = parse_created_series(text[CREATED_DATE])
     reasons.add(created.isna().to_numpy(), "unparseable_date", CREATED_DATE,
                 "created_date is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
@@ -378,11 +391,7 @@ def parse_lead_file(
         typed[LABEL] = pd.array([pd.NA] * rows, dtype="Int8")
 
     if OUTCOME_AT in text.columns:  # a labelled re-export may say when each label became known
-        known_raw = _blank_to_na(text[OUTCOME_AT])
-        known = parse_created_series(known_raw.astype(object).where(known_raw.notna(), None))
-        reasons.add((known_raw.notna() & known.isna()).to_numpy(dtype=bool), "unparseable_date", OUTCOME_AT,
-                    "outcome_at is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
-        typed[OUTCOME_AT] = known
+        typed[OUTCOME_AT] = _outcome_at(text, reasons)
     given = _blank_to_na(text[LEAD_ID]).str.strip() if LEAD_ID in text.columns else None
     derived = lead_ids(typed)
     typed.insert(0, LEAD_ID, derived if given is None else given.fillna(pd.Series(derived, index=text.index)).astype(str))
@@ -410,12 +419,7 @@ def parse_outcome_file(path: UPath, *, name: str, sha256: str, today: date,
     empty); which lead and day each attaches to is decided later, against the leads ingested.
     """
     fmt = fmt or detect_format(path, name)
-    text, extra_fields = read_raw_rows(path, fmt, name)
-    rows = len(text)
-    source_row = np.arange(2, rows + 2)
-    reasons = _RowReasons(rows)
-    reasons.add(extra_fields > 0, "wrong_field_count", "",
-                f"the row has more fields than the header's {len(fmt.columns) + int(fmt.index_column)}")
+    text, rows, source_row, reasons = _rows_of(path, fmt, name)
     ids = _blank_to_na(text[LEAD_ID]).str.strip()
     reasons.add(ids.isna().to_numpy(dtype=bool), "missing_lead_id", LEAD_ID, "an outcome needs the lead_id it is for")
     well_formed = ids.fillna("").map(lambda v: bool(LEAD_ID_PATTERN.match(v))).to_numpy(dtype=bool)
@@ -428,10 +432,7 @@ def parse_outcome_file(path: UPath, *, name: str, sha256: str, today: date,
     reasons.add(~label.isin([0.0, 1.0]).to_numpy(dtype=bool), "label_not_binary", LABEL,
                 "app_complete_flag must be 0 or 1")
     if OUTCOME_AT in text.columns:
-        known_raw = _blank_to_na(text[OUTCOME_AT])
-        known = parse_created_series(known_raw.astype(object).where(known_raw.notna(), None))
-        reasons.add((known_raw.notna() & known.isna()).to_numpy(dtype=bool), "unparseable_date", OUTCOME_AT,
-                    "outcome_at is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
+        known = _outcome_at(text, reasons)
         now = min(pd.Timestamp.now(tz="UTC").tz_localize(None), pd.Timestamp(today) + pd.Timedelta(days=1))
         reasons.add((known > now).to_numpy(), "date_in_future", OUTCOME_AT,
                     f"outcome_at is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)")
