@@ -4,8 +4,9 @@ Why checks are partitioned and emit their own evaluations
 ---------------------------------------------------------
 The lead assets are daily-partitioned with a single-run backfill policy, so a run (the inbox
 sensor's, a UI backfill, ``--partition-range``) covers a *range* of days. A check that takes
-the asset as an input loads exactly the run's partitions (one concatenated frame), which is
-what we want to validate. But how the result is recorded matters:
+the asset as an input reads exactly the run's partitions, which is what we want to validate; it
+asks for ``DayChunks`` and judges them a chunk of days at a time (``chunked_evaluations``), so a
+long range run's check holds one chunk, like its asset. But how the result is recorded matters:
 
 * an unpartitioned check records one result per run: the UI shows the latest run's verdict
   and a failed day disappears from view when another day's run passes;
@@ -57,18 +58,6 @@ def daily_check(**kwargs) -> Callable:
             return asset_check(partitions_def=lead_days, **kwargs)(fn)
 
     return decorate
-
-
-def evaluations(
-    context: AssetCheckExecutionContext,
-    result: QualityResult,
-    *,
-    severity: AssetCheckSeverity,
-    blocking: bool,
-) -> Iterator:
-    """One AssetCheckEvaluation per partition of the run, then the check's (empty) output."""
-    yield from day_evaluations(context, result, list(context.partition_keys), severity=severity, blocking=blocking)
-    yield Output(None)
 
 
 def chunked_evaluations(
