@@ -12,7 +12,7 @@ PORT ?= 3000
 # dg runs the project from its own .venv; saying so keeps it from warning about another one.
 DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: install lock demo test dev mlflow-ui bench bench-quick clean
+.PHONY: install lock demo test dev serve mlflow-ui bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml setup.py $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: install
 dev: install
 	$(BIN)/lead-assets init
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} $(DG) dev --host 127.0.0.1 --port $(PORT)
+
+# The champion over HTTP on 127.0.0.1 (MLflow's protocol), following promotions and rollbacks.
+SERVE_PORT ?= 5050
+serve: install
+	$(BIN)/lead-assets serve --port $(SERVE_PORT)
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(LEAD_ASSETS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000

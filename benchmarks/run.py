@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks.harness import BIN, ROOT, Result, markdown, median_of, progress, run_python, save_json, timed
 from benchmarks.model_real import bench_model_real
+from benchmarks.serving import bench_serving
 
 SIZES = {
     "full": {"score_rows": 1_000_000, "train_rows": 240_000, "backfill_days": 240, "backfill_per_day": 1000,
@@ -677,7 +678,7 @@ def bench_wall_times(work: Path) -> list[Result]:
     ]
 
 
-SECTIONS = ("training", "scoring", "model", "backfill", "scale", "drop", "tick", "wall")
+SECTIONS = ("training", "scoring", "model", "backfill", "scale", "drop", "tick", "serving", "wall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -711,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_drop(size, work)
         if "tick" in only:
             results += bench_tick(size, work)
+        if "serving" in only:
+            results += bench_serving(args.quick, work, env_for, free_port)
         if "wall" in only and not args.quick:
             results += bench_wall_times(work)
     finally:

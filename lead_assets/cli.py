@@ -190,6 +190,23 @@ def cmd_model(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    """MLflow's scoring server for the current champion, following the alias (lead_assets.serving)."""
+    from lead_assets.serving import LOOPBACK, serve
+
+    token = os.environ.get("LEAD_ASSETS_SERVE_TOKEN", "").strip() or None
+    if args.host not in LOOPBACK and token is None:
+        raise CommandError(f"--host {args.host} listens beyond loopback: set LEAD_ASSETS_SERVE_TOKEN "
+                           "(clients then send Authorization: Bearer <token>)")
+    home = _home(args)
+    print(f"serving {args.name}@champion on http://{args.host}:{args.port} (POST /invocations, GET /ping)"
+          + (", bearer token required" if token else ""), flush=True)
+    serve(home, args.name, host=args.host, port=args.port, token=token,
+          max_request_bytes=args.max_request_bytes, poll_seconds=args.poll_seconds)
+    return 0
+
+
 # -------------------------------------------------------------------------------------- init
 def cmd_init(args) -> int:
     """Create the data home and a local Dagster instance (telemetry off) if none is configured."""
@@ -272,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("show", "rollback"))
     p.add_argument("--name", default="lead_scoring")
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("serve", help="score leads over HTTP with the champion (MLflow's protocol), following it")
+    p.add_argument("--port", type=_positive, default=5050)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="beyond loopback only with LEAD_ASSETS_SERVE_TOKEN set (a bearer token)")
+    p.add_argument("--name", default="lead_scoring")
+    p.add_argument("--max-request-bytes", type=_positive, default=1 << 20)
+    p.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check where champion points")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

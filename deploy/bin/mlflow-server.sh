@@ -19,6 +19,23 @@
 #                                  jobs, one huey consumer process per job type) is not needed for
 #                                  tracking and the model registry; true turns it back on
 #   MLFLOW_BIN                     default: mlflow next to this repo's .venv, else on PATH
+#
+# Authentication (a registered model version is code that workers and the scoring service
+# unpickle, so nobody unauthenticated may register one or move `champion`):
+#   MLFLOW_SERVER_AUTH             default basic-auth: MLflow's own basic-auth app (`mlflow[auth]`,
+#                                  the deploy extra's Flask-WTF): every request needs a user and
+#                                  password, permissions per experiment and registered model.
+#                                  `none` only with MLFLOW_SERVER_HOST on loopback (throwaway
+#                                  servers: deploy/ci/services.sh); otherwise the script refuses.
+#   MLFLOW_AUTH_CONFIG_PATH        an auth .ini of your own; unset, one is written next to the
+#                                  server state (MLFLOW_AUTH_STATE_DIR) from the variables below
+#   MLFLOW_AUTH_DATABASE_URI       users and permissions, e.g. postgresql+psycopg2://mlflow:$PW@db/mlflow_auth
+#                                  (required when the script writes the .ini)
+#   MLFLOW_AUTH_DEFAULT_PERMISSION default READ: what an authenticated user may do where nobody
+#                                  granted more (READ lets run workers and the scoring service
+#                                  load the champion; registering and moving aliases need EDIT)
+#   MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD  the admin created on first start
+#   MLFLOW_FLASK_SERVER_SECRET_KEY required by the auth app (CSRF); the same on every replica
 set -euo pipefail
 
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
@@ -40,10 +57,44 @@ case "$MLFLOW_ARTIFACTS_DESTINATION" in
     *) mkdir -p "$MLFLOW_ARTIFACTS_DESTINATION" ;;
 esac
 
+AUTH="${MLFLOW_SERVER_AUTH:-basic-auth}"
+case "$AUTH" in
+    basic-auth)
+        : "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set MLFLOW_FLASK_SERVER_SECRET_KEY (the CSRF secret of the auth app)}"
+        if [[ -z "${MLFLOW_AUTH_CONFIG_PATH:-}" ]]; then
+            : "${MLFLOW_AUTH_DATABASE_URI:?set MLFLOW_AUTH_DATABASE_URI (users and permissions) or MLFLOW_AUTH_CONFIG_PATH}"
+            STATE_DIR="${MLFLOW_AUTH_STATE_DIR:-${XDG_RUNTIME_DIR:-/tmp}/lead_assets_mlflow_auth}"
+            mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"
+            export MLFLOW_AUTH_CONFIG_PATH="$STATE_DIR/basic_auth.ini"
+            umask 077
+            cat >"$MLFLOW_AUTH_CONFIG_PATH" <<INI
+[mlflow]
+default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION:-READ}
+database_uri = ${MLFLOW_AUTH_DATABASE_URI}
+admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+grant_default_workspace_access = false
+INI
+        fi
+        ;;
+    none)
+        case "$HOST" in
+            127.0.0.1|localhost|::1) ;;
+            *) echo "mlflow-server.sh: MLFLOW_SERVER_AUTH=none on $HOST: anyone who reaches the port could register a model" \
+                    "version and move champion (code the workers unpickle); use basic-auth or bind 127.0.0.1" >&2
+               exit 2 ;;
+        esac
+        ;;
+    *) echo "mlflow-server.sh: MLFLOW_SERVER_AUTH must be basic-auth or none, not $AUTH" >&2; exit 2 ;;
+esac
+
 args=(server
       --backend-store-uri "$MLFLOW_BACKEND_STORE_URI"
       --serve-artifacts --artifacts-destination "$MLFLOW_ARTIFACTS_DESTINATION"
       --host "$HOST" --port "$PORT" --workers "$WORKERS")
+if [[ "$AUTH" == basic-auth ]]; then
+    args+=(--app-name basic-auth)
+fi
 if [[ -n "${MLFLOW_SERVER_ALLOWED_HOSTS:-}" ]]; then
     args+=(--allowed-hosts "$MLFLOW_SERVER_ALLOWED_HOSTS")
 fi

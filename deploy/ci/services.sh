@@ -177,6 +177,7 @@ PY
     MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://mlflow:$MLFLOW_PW@127.0.0.1:$PG_PORT/mlflow" \
     MLFLOW_ARTIFACTS_DESTINATION="$STATE/mlartifacts" \
     MLFLOW_SERVER_HOST=127.0.0.1 MLFLOW_SERVER_PORT="$MLFLOW_PORT" MLFLOW_SERVER_WORKERS="${MLFLOW_SERVER_WORKERS:-1}" \
+    MLFLOW_SERVER_AUTH="${MLFLOW_SERVER_AUTH:-none}" \
         setsid bash "$ROOT/deploy/bin/mlflow-server.sh" >"$MLFLOW_LOG" 2>&1 < /dev/null &
     echo $! >"$MLFLOW_PID"
     local deadline=$((SECONDS + WAIT))

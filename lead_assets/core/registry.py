@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -64,13 +65,44 @@ def _pyfunc_class():
     import mlflow.pyfunc
 
     class LeadModelPyfunc(mlflow.pyfunc.PythonModel):
-        """An MLflow pyfunc whose ``predict`` returns calibrated probabilities."""
+        """Raw leads in, one scored answer per lead out (see :mod:`lead_assets.core.online`).
 
-        def __init__(self, lead_model: LeadModel):
+        The registered version is not known when the model is logged, so it comes from the
+        ``model_config`` the loader passes (``lead-assets serve`` does; a standalone ``mlflow
+        models serve`` takes it from ``MLFLOW_PYFUNC_INFERENCE_CONFIG='{"model_version": "7"}'``).
+        """
+
+        def __init__(self, lead_model: LeadModel, model_name: str = DEFAULT_MODEL_NAME):
             self.lead_model = lead_model
+            self.model_name = model_name
+
+        def load_context(self, context):
+            import os
+
+            from lead_assets.core.online import CUTOFF_FILE_ENV, CutoffFile
+
+            config = dict(getattr(context, "model_config", None) or {})
+            self.model_name = str(config.get("model_name") or getattr(self, "model_name", DEFAULT_MODEL_NAME))
+            version = config.get("model_version")
+            self.model_version = None if version in (None, "") else str(version)
+            self.cutoff_file = CutoffFile(config.get("cutoff_file") or os.environ.get(CUTOFF_FILE_ENV))
 
         def predict(self, context, model_input: pd.DataFrame, params=None):
-            return self.lead_model.predict_proba(model_input)
+            from lead_assets.core import online
+
+            params = params or {}
+            version = getattr(self, "model_version", None)
+            cutoff_file = getattr(self, "cutoff_file", None)
+            try:
+                cutoff = online.choose_cutoff(self.lead_model, version, params.get("cutoff"),
+                                              cutoff_file.read() if cutoff_file else None)
+                return online.score_records(model_input, self.lead_model, getattr(self, "model_name",
+                                            DEFAULT_MODEL_NAME), version, cutoff, online.bucket_config(params))
+            except online.InvalidLeads as error:
+                from mlflow.exceptions import MlflowException
+                from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+                raise MlflowException(f"invalid leads: {error}", error_code=INVALID_PARAMETER_VALUE) from error
 
     LeadModelPyfunc.__module__ = __name__
     LeadModelPyfunc.__qualname__ = "LeadModelPyfunc"
@@ -97,13 +129,69 @@ def _is_missing(error: Exception) -> bool:
 
 
 def _pip_requirements() -> list[str]:
-    import catboost
-    import cloudpickle
-    import numpy
-    import pandas
+    """What the model's own code imports (core.ingest reads paths with universal_pathlib)."""
+    from importlib.metadata import version
 
-    return [f"catboost=={catboost.__version__}", f"pandas=={pandas.__version__}",
-            f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
+    return [f"{name}=={version(name)}" for name in
+            ("catboost", "pandas", "numpy", "cloudpickle", "universal_pathlib", "fsspec")]
+
+
+def _code_path(folder: Path) -> str:
+    """The project code the pickled model needs: ``lead_assets`` with its core and reference data.
+
+    Logged as the model's ``code_paths``, so a model server needs only MLflow and the model's
+    requirements, not this repository. The Dagster layer stays behind.
+    """
+    import lead_assets
+
+    source, target = Path(lead_assets.__file__).parent, folder / "lead_assets"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("core", "reference"):
+        shutil.copytree(source / part, target / part, ignore=skip)
+    shutil.copy2(source / "__init__.py", target / "__init__.py")
+    return str(target)
+
+
+def raw_input_schema():
+    """The served model's input: a raw CodePro lead as a web form or webhook has it."""
+    from mlflow.types.schema import ColSpec, Schema
+
+    from lead_assets.core import schema
+
+    text = [schema.CREATED_DATE, schema.CITY, *schema.LEVEL_COLUMNS]
+    counts = [schema.LEADS_DROPPED, schema.REFERRED]
+    return Schema([
+        ColSpec("string", schema.LEAD_ID, required=False),
+        *[ColSpec("string", c) for c in text],
+        *[ColSpec("double", c) for c in counts],
+        *[ColSpec("double", c, required=False) for c in schema.reference().interaction_columns],
+    ])
+
+
+def params_schema():
+    """Per-request settings: the junk cut-off (else the published or fallback one) and bucket cut-offs."""
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    from lead_assets.core.scoring import BucketConfig
+
+    default = BucketConfig()
+    return ParamSchema([ParamSpec("cutoff", "double", None),
+                        ParamSpec("hot_min_probability", "double", default.hot),
+                        ParamSpec("warm_min_probability", "double", default.warm)])
+
+
+def raw_example(model: LeadModel) -> pd.DataFrame:
+    """A few raw leads of the last training day, from the project's synthetic generator."""
+    from lead_assets.core import schema
+    from lead_assets.core.synth import generate_leads
+
+    day = pd.Timestamp(model.train_window[1]).date() if model.train_window[1] else "2021-07-01"
+    raw = generate_leads(day, 1, EXAMPLE_ROWS, seed=0, labelled=False).reset_index(drop=True)
+    keep = [*schema.required_columns(), *[c for c in schema.reference().interaction_columns if raw[c].notna().any()]]
+    example = raw[keep].copy()
+    example.insert(0, schema.LEAD_ID, [f"example-{i}" for i in range(len(example))])
+    example.loc[0, schema.LEAD_ID] = None  # lead_id is optional: derived as ingest derives it
+    return example
 
 
 def _write_artifacts(result: TrainResult, folder: Path, plots: dict[str, bytes] | None) -> None:
@@ -129,7 +217,7 @@ def log_training(result: TrainResult, *, model_name: str = DEFAULT_MODEL_NAME, r
     starts one and ends it. Returns the new registered model version.
     """
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     _quiet()
     owned = mlflow.active_run() is None
@@ -142,13 +230,16 @@ def log_training(result: TrainResult, *, model_name: str = DEFAULT_MODEL_NAME, r
         with tempfile.TemporaryDirectory() as folder:
             _write_artifacts(result, Path(folder), plots)
             mlflow.log_artifacts(folder)
-        wrapper = _pyfunc_class()(result.model)
-        example = result.holdout[list(result.model.features)].head(EXAMPLE_ROWS).reset_index(drop=True)
-        with _hushed():
+        wrapper = _pyfunc_class()(result.model, model_name)
+        example = raw_example(result.model)
+        with _hushed(), tempfile.TemporaryDirectory() as code:
+            answers = pd.DataFrame(wrapper.predict(None, example)).assign(model_version="")  # a str once served
+            outputs = infer_signature(example, answers).outputs
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=wrapper,
-                signature=infer_signature(example, wrapper.predict(None, example)), input_example=example,
-                pip_requirements=_pip_requirements(),
+                name="model", python_model=wrapper, input_example=example,
+                signature=ModelSignature(raw_input_schema(), outputs, params_schema()),
+                pip_requirements=_pip_requirements(), code_paths=[_code_path(Path(code))],
+                model_config={"model_name": model_name, "model_version": "", "cutoff_file": ""},
             )
         metrics = {k: float(v) for k, v in result.metrics.items() if math.isfinite(float(v))}
         mlflow.log_metrics(metrics, model_id=info.model_id)

@@ -128,6 +128,17 @@ def reasons(model: LeadModel, features: pd.DataFrame, shap: np.ndarray, top: int
     return pd.DataFrame({"reasons": text if text is not None else "", **out}, index=features.index)
 
 
+def reason_details(scored: pd.DataFrame) -> list[list[dict]]:
+    """Per scored row, its top reasons as ``{feature, value, direction, size}`` (size = |SHAP|)."""
+    columns = [(f"reason_{k}_feature", f"reason_{k}_value", f"reason_{k}_shap") for k in range(1, REASONS + 1)]
+    present = [c for c in columns if c[0] in scored.columns]
+    return [
+        [{"feature": row[f], "value": row[v], "direction": "up" if row[s] >= 0 else "down", "size": abs(float(row[s]))}
+         for f, v, s in present if isinstance(row[f], str)]
+        for row in scored[[c for triple in present for c in triple]].to_dict("records")
+    ]
+
+
 def _utc(scored_at) -> pd.Timestamp:
     stamp = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -135,11 +146,13 @@ def _utc(scored_at) -> pd.Timestamp:
 
 def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model_version: str,
                 buckets: BucketConfig | None = None, scored_at=None, thread_count: int = -1,
-                context: pd.DataFrame | None = None) -> pd.DataFrame:
+                context: pd.DataFrame | None = None, cutoffs: tuple | None = None) -> pd.DataFrame:
     """Score every row of a feature table (extra columns such as the label are ignored).
 
     ``context``: rows of the days before ``features`` that fall in the cut-off window (features,
-    or ``created_date`` + ``probability``); they set cut-offs and are not scored.
+    or ``created_date`` + ``probability``); they set cut-offs and are not scored. ``cutoffs``:
+    (cut-off, rule) given by the caller instead (online scoring: a lead scored alone has no
+    trailing window, see ``core.online``).
     """
     buckets = buckets or BucketConfig()
     stamp = _utc(scored_at)
@@ -165,7 +178,11 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
         "probability": probability,
         "score": scores(probability),
     })
-    cutoff, rule = lead_cutoffs(model, features, probability, context)
+    if cutoffs is None:
+        cutoff, rule = lead_cutoffs(model, features, probability, context)
+    else:
+        cutoff = np.broadcast_to(np.asarray(cutoffs[0], dtype=float), (n,)).copy()
+        rule = np.broadcast_to(np.asarray(cutoffs[1], dtype=object), (n,)).copy()
     out["bucket"] = assign_buckets(probability, cutoff, buckets)
     out["cutoff"] = cutoff
     out["cutoff_rule"] = rule

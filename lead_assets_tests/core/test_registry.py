@@ -1,6 +1,8 @@
 """MLflow logging and the registry on a throwaway sqlite store: runs, versions, champion, rollback."""
 
+import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -98,12 +100,65 @@ def test_rollback_walks_back_through_the_history(tracking, result):
         registry.rollback(name)
 
 
-def test_pyfunc_predicts_calibrated_probabilities(tracking, result):
-    from lead_assets.core import registry
+def test_pyfunc_scores_raw_leads_like_the_model(tracking, result):
+    from lead_assets.core import online, registry
+    from lead_assets.core.clean import clean_leads
+    from lead_assets.core.features import build_features
 
     name = f"{NAME}_pyfunc"
     version = registry.log_training(result, model_name=name)
-    loaded = tracking.pyfunc.load_model(f"models:/{name}/{version}")
-    features = result.holdout[list(result.model.features)]
-    np.testing.assert_allclose(np.asarray(loaded.predict(features)), result.model.predict_proba(features), atol=1e-9)
-    assert loaded.metadata.signature is not None
+    loaded = tracking.pyfunc.load_model(f"models:/{name}/{version}", model_config={"model_version": version})
+    signature = loaded.metadata.signature
+    inputs = {spec.name: spec for spec in signature.inputs.inputs}
+    assert not inputs["lead_id"].required and inputs["created_date"].required and not inputs["syllabus"].required
+    assert {p.name for p in signature.params.params} == {"cutoff", "hot_min_probability", "warm_min_probability"}
+
+    example = loaded.input_example
+    answers = loaded.predict(example)
+    features = build_features(clean_leads(online.type_leads(example)))
+    np.testing.assert_allclose([a["probability"] for a in answers], result.model.predict_proba(features), atol=1e-9)
+    assert [a["lead_id"] for a in answers][1:] == example["lead_id"].tolist()[1:]
+    assert answers[0]["lead_id"] == features["lead_id"].iloc[0] != "None"  # derived as ingest derives it
+    assert {a["model_version"] for a in answers} == {version} and {a["model_name"] for a in answers} == {name}
+    assert all(len(a["reason_details"]) == 3 and "fallback" in a["cutoff_rule"] for a in answers)
+    given = loaded.predict(example, params={"cutoff": 0.0})
+    assert {a["bucket"] for a in given} != {"junk"} and {a["cutoff"] for a in given} == {0.0}
+    with pytest.raises(tracking.exceptions.MlflowException, match="record 0: created_date: unparseable_date"):
+        loaded.predict(example.assign(created_date="2021-02-30"))
+
+
+def test_registered_model_loads_where_the_repository_is_not_importable(tracking, result, tmp_path):
+    """The model's own code copy is what a model server imports: no repository, no PYTHONPATH."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from lead_assets.core import registry
+
+    name = f"{NAME}_portable"
+    version = registry.log_training(result, model_name=name)
+    local = tracking.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp_path / "model"))
+    expected = [a["probability"] for a in tracking.pyfunc.load_model(local).predict(
+        tracking.pyfunc.load_model(local).input_example)]
+    script = f"""
+import json, sys
+sys.path.append({sysconfig.get_paths()["purelib"]!r})  # site-packages without its .pth files: no editable install
+try:
+    import lead_assets
+    raise SystemExit("lead_assets is importable before the model is loaded: " + lead_assets.__file__)
+except ImportError:
+    pass
+import mlflow.pyfunc
+model = mlflow.pyfunc.load_model({local!r})
+answers = model.predict(model.input_example)
+import lead_assets
+print(json.dumps({{"code": lead_assets.__file__, "dagster": "dagster" in sys.modules,
+                  "probability": [a["probability"] for a in answers]}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["code"].startswith(str(tmp_path / "model")) and not out["dagster"]
+    np.testing.assert_allclose(out["probability"], expected, atol=1e-12)

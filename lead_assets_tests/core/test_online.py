@@ -1,0 +1,161 @@
+"""Online scoring in the core: typed as ingest types a file, scored as the batch scores it."""
+
+import json
+import os
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from upath import UPath
+
+from lead_assets.core import online, schema
+from lead_assets.core.clean import clean_leads
+from lead_assets.core.features import build_features
+from lead_assets.core.ingest import parse_lead_file
+from lead_assets.core.model import TrainConfig
+from lead_assets.core.scoring import score_leads
+from lead_assets.core.synth import generate_leads
+from lead_assets.core.training import train_model
+from lead_assets_tests.factories import FAST, make_features
+
+TYPED = [schema.LEAD_ID, schema.CREATED_DATE, schema.CITY, *schema.LEVEL_COLUMNS, *schema.numeric_columns()]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return train_model(make_features(n=1200, seed=8), TrainConfig(**FAST)).model
+
+
+def _raw(n_days=2, per_day=30, seed=5) -> pd.DataFrame:
+    """Synthetic raw leads with the untidy fields a form sends: padded, upper-case, blank, given ids."""
+    assert n_days * per_day >= 5
+    raw = generate_leads("2021-08-01", n_days, per_day, seed=seed, labelled=False).reset_index(drop=True)
+    raw.loc[0, schema.CITY] = "  Mumbai "
+    raw.loc[1, schema.CITY] = ""
+    raw.loc[2, schema.PLATFORM] = " Level3"
+    raw.loc[3, schema.SOURCE] = None
+    raw.loc[4, schema.LEADS_DROPPED] = None
+    raw.insert(0, schema.LEAD_ID, [f"crm-{i}" if i % 3 else None for i in range(len(raw))])
+    return raw
+
+
+def _records(raw: pd.DataFrame) -> pd.DataFrame:
+    """What MLflow hands the model: the JSON records back as a frame."""
+    return pd.DataFrame(json.loads(raw.to_json(orient="records")))
+
+
+def _parse_file(raw: pd.DataFrame, tmp_path):
+    path = tmp_path / "leads.csv"
+    raw.to_csv(path, index=False)
+    return parse_lead_file(UPath(path), name="leads.csv", sha256="0", first_day=date(2021, 7, 1),
+                           today=pd.Timestamp.now(tz="UTC").date())
+
+
+def _same(a: pd.Series, b: pd.Series) -> bool:
+    left, right = a.astype(object).where(a.notna(), None).tolist(), b.astype(object).where(b.notna(), None).tolist()
+    return left == right
+
+
+def test_typed_like_the_file_ingest_with_the_same_lead_ids(tmp_path):
+    raw = _raw()
+    parsed = _parse_file(raw, tmp_path)
+    assert parsed.rejected.empty
+    typed = online.type_leads(_records(raw))
+    assert len(typed) == len(parsed.accepted) == len(raw)
+    for column in TYPED:
+        assert _same(typed[column], parsed.accepted[column]), column
+    assert typed[schema.LEAD_ID].iloc[1] == "crm-1" and typed[schema.LEAD_ID].iloc[0] != "None"
+    assert typed[schema.CITY].iloc[0] == "mumbai" and pd.isna(typed[schema.CITY].iloc[1])
+
+
+@pytest.mark.parametrize(("column", "value", "rule"), [
+    (schema.CREATED_DATE, "2021-02-30", "unparseable_date"),
+    (schema.CREATED_DATE, "yesterday", "unparseable_date"),
+    (schema.CREATED_DATE, "2099-01-01 10:00:00", "date_in_future"),
+    (schema.LEADS_DROPPED, -1.0, "negative_count"),
+    (schema.LEADS_DROPPED, 5000.0, "absurd_count"),
+    (schema.LEADS_DROPPED, "three", "not_a_number"),
+    (schema.REFERRED, 0.5, "not_binary"),
+    ("syllabus", -2.0, "negative_count"),
+])
+def test_a_broken_record_breaks_the_rule_the_file_ingest_names(tmp_path, column, value, rule):
+    raw = _raw(1, 5).astype({column: object})
+    raw.loc[2, column] = value
+    parsed = _parse_file(raw, tmp_path)
+    assert parsed.rejected[["rule", "column"]].values.tolist() == [[rule, column]]
+    with pytest.raises(online.InvalidLeads) as error:
+        online.type_leads(_records(raw))
+    assert [(p["record"], p["field"], p["rule"]) for p in error.value.problems] == [(2, column, rule)]
+    assert f"record 2: {column}: {rule}: " in str(error.value)
+
+
+def test_missing_fields_empty_requests_and_duplicates_are_refused():
+    raw = _raw(1, 5)
+    with pytest.raises(online.InvalidLeads, match="created_date: missing_field.*city_mapped: missing_field"):
+        online.type_leads(_records(raw).drop(columns=[schema.CREATED_DATE, schema.CITY]))
+    with pytest.raises(online.InvalidLeads, match="record 1: created_date: missing_field"):
+        online.type_leads(_records(raw.assign(created_date=["2021-08-01", " ", *raw[schema.CREATED_DATE][2:]])))
+    with pytest.raises(online.InvalidLeads, match="no_leads"):
+        online.type_leads(_records(raw).iloc[:0])
+    twice = pd.concat([raw.iloc[[0]], raw.iloc[[0]]]).assign(lead_id=None)
+    with pytest.raises(online.InvalidLeads, match="record 1: lead_id: duplicate_in_request: same lead as record 0"):
+        online.type_leads(_records(twice))
+
+
+def test_online_answers_equal_the_batch_rows(model, tmp_path):
+    raw = _raw(2, 40)
+    features = build_features(clean_leads(_parse_file(raw, tmp_path).accepted))
+    batch = score_leads(features, model, model_name="lead_scoring", model_version="4").set_index(schema.LEAD_ID)
+    ids = features[schema.LEAD_ID].to_numpy()  # the file's rows, in order: every one was accepted
+    answers = []
+    for (cut, rule), rows in batch.groupby(["cutoff", "cutoff_rule"]):  # one request per cut-off the batch used
+        answers += online.score_records(_records(raw[np.isin(ids, rows.index)]), model, "lead_scoring", "4",
+                                        online.Cutoff(cut, rule))
+    answers = pd.DataFrame(answers).set_index(schema.LEAD_ID).loc[batch.index]
+    np.testing.assert_allclose(answers["probability"], batch["probability"], rtol=0, atol=1e-9)
+    for column in ("score", "bucket", "cutoff", "reasons", "unseen_levels", "unseen_columns", "model_version"):
+        assert answers[column].tolist() == batch[column].tolist(), column
+    first = answers["reason_details"].iloc[0][0]
+    assert first["feature"] == batch["reason_1_feature"].iloc[0] and first["value"] == batch["reason_1_value"].iloc[0]
+    assert first["size"] == pytest.approx(abs(batch["reason_1_shap"].iloc[0]))
+    assert first["direction"] == ("up" if batch["reason_1_shap"].iloc[0] >= 0 else "down")
+    assert answers["created_date"].iloc[0] == batch["created_date"].iloc[0].strftime("%Y-%m-%dT%H:%M:%S")
+    assert set(answers.columns) | {schema.LEAD_ID} == set(online.OUTPUT_FIELDS)
+
+
+def test_the_cutoff_comes_from_the_request_then_the_published_file_then_the_model(model, tmp_path):
+    fallback = online.choose_cutoff(model, "4")
+    assert fallback.value == model.cutoff_rule.threshold and "fallback" in fallback.rule
+    published = {"model_version": "4", "cutoff": 0.37, "cutoff_rule": "top 40.0% of 900 leads", "day": "2021-08-02"}
+    assert online.choose_cutoff(model, "4", published=published) == online.Cutoff(
+        0.37, "as scored on 2021-08-02: top 40.0% of 900 leads")
+    assert online.choose_cutoff(model, "5", published=published) == fallback  # another version's cut-off
+    assert online.choose_cutoff(model, "4", 0.5, published).value == 0.5
+    for bad in (1.5, -0.1, "x", True):
+        with pytest.raises(online.InvalidLeads, match="params.cutoff: out_of_range"):
+            online.choose_cutoff(model, "4", bad)
+
+    file = online.CutoffFile(tmp_path / "cutoff.json")
+    assert file.read() is None
+    (tmp_path / "cutoff.json").write_text(json.dumps(published))
+    assert file.read() == published
+    (tmp_path / "cutoff.json").write_text(json.dumps(dict(published, cutoff=0.4, day="2021-08-03")))
+    os.utime(tmp_path / "cutoff.json", ns=(1, 10**18))
+    assert file.read()["cutoff"] == 0.4
+
+
+def test_published_cutoff_is_the_latest_lead_this_version_scored(model, tmp_path):
+    raw = _raw(3, 10)
+    features = build_features(clean_leads(_parse_file(raw, tmp_path).accepted))
+    scored = score_leads(features, model, model_name="lead_scoring", model_version="4")
+    scored.loc[scored.index[-1], "cutoff"] = 0.123
+    found = online.published_cutoff(scored, "4")
+    assert found["cutoff"] == 0.123 and found["day"] == "2021-08-03" and found["model_version"] == "4"
+    assert online.published_cutoff(scored, "5") is None
+
+
+def test_buckets_from_params_are_checked():
+    assert online.bucket_config({"hot_min_probability": 0.9, "warm_min_probability": 0.5}).hot == 0.9
+    with pytest.raises(online.InvalidLeads, match="out_of_range"):
+        online.bucket_config({"hot_min_probability": 0.3, "warm_min_probability": 0.5})

@@ -1,0 +1,250 @@
+"""`lead-assets serve` on a free loopback port: the champion over HTTP, equal to `scored_leads`.
+
+A champion trained on synthetic leads scores three new days through Dagster (`scored_leads`,
+with the trailing-window cut-off on the third day); the service, started as a user starts it,
+answers the same leads with the same probability, score, bucket and reasons, refuses malformed
+and oversized requests with a 4xx naming field and rule, and follows a promotion and a rollback
+while a client keeps scoring, without one failed request. About a minute.
+"""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import instance_for_test, materialize
+from upath import UPath
+
+from lead_assets.core import inbox, registry, warehouse
+from lead_assets.core.clean import clean_leads
+from lead_assets.core.experiments import use_experiment
+from lead_assets.core.features import build_features
+from lead_assets.core.ingest import parse_lead_file
+from lead_assets.core.model import TrainConfig
+from lead_assets.core.schema import CREATED_DATE, LEAD_ID
+from lead_assets.core.synth import generate_leads
+from lead_assets.core.training import train_model
+from lead_assets.defs.cleaning import cleaned_leads
+from lead_assets.defs.features import lead_features
+from lead_assets.defs.ingest import raw_leads
+from lead_assets.defs.resources import LeadHomeResource, resources_for
+from lead_assets.defs.scoring import scored_leads
+from lead_assets_tests.factories import FAST
+from lead_assets_tests.served import ROOT, free_port, wait_for
+
+NAME = "lead_scoring"
+TOKEN = "s3rve-t0ken-for-tests"
+MAX_BYTES = 600_000
+NEW_DAYS = ("2021-09-01", "2021-09-02", "2021-09-03")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_state_restored():
+    """mlflow.set_tracking_uri / set_experiment export MLFLOW_* for subprocesses: undo that for later tests."""
+    import mlflow
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
+def _train(home, seed: int, **settings) -> str:
+    """A model trained on 60 labelled synthetic days, registered (not promoted)."""
+    raw = generate_leads("2021-07-01", 60, 40, seed=seed)
+    path = Path(str(home.root)) / f"history-{seed}.csv"
+    raw.to_csv(path, index=False)
+    parsed = parse_lead_file(UPath(path), name=path.name, sha256="0", first_day=date(2021, 7, 1), today=date(2021, 9, 1))
+    result = train_model(build_features(clean_leads(parsed.accepted)), TrainConfig(**{**FAST, **settings}))
+    return registry.log_training(result, model_name=NAME, plots={})
+
+
+def _batch(home, new: pd.DataFrame) -> pd.DataFrame:
+    """The new days through raw_leads -> ... -> scored_leads, one Dagster run (as the inbox sensor starts)."""
+    path = home.inbox / "new.csv"
+    new.to_csv(path.path, index=False)
+    inbox.receive(home, path, date(2021, 7, 1), date(2021, 9, 3))
+    lead_home = LeadHomeResource()
+    with instance_for_test(overrides={"telemetry": {"enabled": False}}) as instance:
+        result = materialize([raw_leads, cleaned_leads, lead_features, scored_leads], instance=instance,
+                             resources=resources_for(lead_home),
+                             tags={"dagster/asset_partition_range_start": NEW_DAYS[0],
+                                   "dagster/asset_partition_range_end": NEW_DAYS[-1]})
+    assert result.success
+    return warehouse.read_partitions(home.warehouse, "scored_leads", list(NEW_DAYS))
+
+
+class Client:
+    def __init__(self, port: int, token: str | None = TOKEN):
+        self.port, self.token = port, token
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post(self, body, params: dict | None = None, raw: bytes | None = None):
+        payload = raw if raw is not None else json.dumps(
+            body if params is None else {**body, "params": params}).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.connection.request("POST", "/invocations", body=payload, headers=headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            answer = data.decode(errors="replace")
+        return response.status, response.getheader("x-lead-model-version"), answer
+
+    def ping(self) -> int:
+        try:
+            self.connection.request("GET", "/ping")
+            response = self.connection.getresponse()
+            response.read()
+            return response.status
+        except OSError:
+            self.connection.close()
+            return 0
+
+
+def _records(frame: pd.DataFrame) -> dict:
+    return {"dataframe_records": json.loads(frame.to_json(orient="records"))}
+
+
+@contextmanager
+def service(lead_home, tmp_path):
+    """`lead-assets serve` as a user starts it (after the registry exists: two first migrations of one
+    sqlite file collide)."""
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    env = dict(os.environ, LEAD_ASSETS_HOME=str(lead_home.root), LEAD_ASSETS_SERVE_TOKEN=TOKEN)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("lead-assets")), "serve", "--port", str(port), "--poll-seconds", "1",
+         "--max-request-bytes", str(MAX_BYTES)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process, port
+    finally:
+        log.close()
+        print((tmp_path / "serve.log").read_text()[-3000:])
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def test_served_champion_equals_scored_leads_and_follows_promotions(lead_home, tmp_path):
+    use_experiment("lead_scoring_served", lead_home)
+    first = _train(lead_home, seed=1)
+    second = _train(lead_home, seed=2, depth=4)
+    registry.set_champion(NAME, first)
+    new = generate_leads(NEW_DAYS[0], len(NEW_DAYS), 90, seed=11, labelled=False)
+    batch = _batch(lead_home, new)
+    assert len(batch) == len(new) and set(batch["model_version"]) == {first}
+    assert batch["cutoff_rule"].str.startswith("top ").any() and batch["cutoff_rule"].str.startswith("fixed").any()
+
+    with service(lead_home, tmp_path) as (process, port):
+        _check_service(process, port, batch, new, first, second)
+
+
+def _check_service(process, port, batch, new, first, second):
+    client = Client(port)
+    wait_for("the service to load the champion", lambda: client.ping() == 200, process, 180, every=0.5)
+
+    # the published cut-off: the latest scored day's, for the served version
+    latest = batch[batch[CREATED_DATE].dt.strftime("%Y-%m-%d") == NEW_DAYS[-1]]
+    status, version, answer = client.post(_records(new.tail(5)))
+    assert status == 200 and version == first, answer
+    assert {a["cutoff"] for a in answer["predictions"]} == {latest["cutoff"].iloc[-1]}
+    assert answer["predictions"][0]["cutoff_rule"].startswith(f"as scored on {NEW_DAYS[-1]}: top ")
+
+    # batch and online agree, given the cut-off each batch row recorded (lead ids derived, not sent)
+    created = pd.to_datetime(new[CREATED_DATE])
+    served = []
+    for cut, rows in batch.groupby("cutoff"):
+        chosen = new[created.isin(rows[CREATED_DATE]).to_numpy()]
+        status, version, answer = client.post(_records(chosen), params={"cutoff": float(cut)})
+        assert status == 200, answer
+        served += answer["predictions"]
+    served = pd.DataFrame(served).set_index(LEAD_ID)
+    expected = batch.set_index(LEAD_ID)
+    assert sorted(served.index) == sorted(expected.index)
+    served = served.loc[expected.index]
+    np.testing.assert_allclose(served["probability"], expected["probability"], rtol=0, atol=1e-9)
+    for column in ("score", "bucket", "cutoff", "reasons", "unseen_levels", "unseen_columns", "model_version"):
+        assert served[column].tolist() == expected[column].tolist(), column
+    for k in (1, 2, 3):
+        assert [d[k - 1]["feature"] for d in served["reason_details"]] == expected[f"reason_{k}_feature"].tolist()
+        assert [d[k - 1]["value"] for d in served["reason_details"]] == expected[f"reason_{k}_value"].tolist()
+        np.testing.assert_allclose([d[k - 1]["size"] for d in served["reason_details"]],
+                                   expected[f"reason_{k}_shap"].abs(), atol=1e-12)
+    assert (served["bucket"] != "junk").any() and (served["bucket"] == "junk").any()
+
+    # bad requests: a 4xx naming the field and the rule; no token: 401; too large: 413
+    one = json.loads(new.head(1).to_json(orient="records"))[0]
+    bad = {
+        "created_date: missing_field": {"dataframe_records": [{k: v for k, v in one.items() if k != CREATED_DATE}]},
+        "created_date: unparseable_date": {"dataframe_records": [dict(one, created_date="2021-02-30")]},
+        "total_leads_droppped: negative_count": {"dataframe_records": [dict(one, total_leads_droppped=-3)]},
+        "referred_lead: not_binary": {"dataframe_records": [dict(one, referred_lead=2)]},
+        "total_leads_droppped": {"dataframe_records": [dict(one, total_leads_droppped="many")]},
+        "dataframe_records": {"records": [one]},
+        "list of records": {"dataframe_records": one},
+        "params.cutoff: out_of_range": {"dataframe_records": [one], "params": {"cutoff": 7}},
+    }
+    for expected_text, body in bad.items():
+        status, _, answer = client.post(body)
+        assert 400 <= status < 500 and expected_text in answer["message"], (expected_text, status, answer)
+        assert "Failed to predict data" not in answer["message"]
+    status, _, answer = client.post(None, raw=b'{"dataframe_records": [')
+    assert status == 400 and "valid JSON" in answer["message"]
+    assert Client(port, token=None).post(_records(new.head(1)))[0] == 401
+    assert Client(port, token="wrong").post(_records(new.head(1)))[0] == 401
+    status, _, answer = client.post(None, raw=b" " * (MAX_BYTES + 1))
+    assert status == 413 and f"{MAX_BYTES:,} bytes" in answer["message"]
+
+    # a promotion and a rollback while a client keeps scoring: every request answered
+    seen: list[tuple[int, str | None, str | None]] = []
+    stop = threading.Event()
+
+    def keep_scoring():
+        steady = Client(port)
+        body = _records(new.head(1))
+        while not stop.is_set():
+            status, version, answer = steady.post(body)
+            seen.append((status, version, answer["predictions"][0]["model_version"] if status == 200 else str(answer)))
+
+    worker = threading.Thread(target=keep_scoring)
+    worker.start()
+    try:
+        def answered_by(version, since):
+            return lambda: any(s == 200 and v == version for s, v, _ in seen[since:])
+
+        time.sleep(1)
+        registry.set_champion(NAME, second)
+        promoted_at = time.monotonic()
+        wait_for(f"version {second} to answer", answered_by(second, len(seen)), process, 60, every=0.2)
+        assert time.monotonic() - promoted_at < 60
+        registry.rollback(NAME)
+        wait_for(f"version {first} to answer again", answered_by(first, len(seen)), process, 60, every=0.2)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert seen and all(s == 200 for s, _, _ in seen), [x for x in seen if x[0] != 200][:3]
+    assert all(v == body_version for _, v, body_version in seen)
+    order = [v for i, (_, v, _) in enumerate(seen) if i == 0 or seen[i - 1][1] != v]
+    assert order == [first, second, first], order
