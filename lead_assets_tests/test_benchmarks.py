@@ -35,3 +35,16 @@ def test_quick_tick_benchmark_measures_a_tick_with_and_without_history(tmp_path)
     names = [r["name"] for r in json.loads(out.read_text())["results"] if r["section"] == "Inbox sensor tick"]
     assert "idle tick, 0 files landed" in names and "idle tick, 200 files landed" in names
     assert any(n.startswith("tick landing one 10,000-row file") for n in names)
+
+
+@pytest.mark.skipif(os.environ.get("LEAD_ASSETS_SKIP_BENCH_TEST") == "1", reason="running inside make bench")
+def test_quick_scale_benchmark_rescores_streamed_and_at_once(tmp_path):
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--only", "scale", "--json", str(out),
+                             "--out", str(tmp_path / "BENCH.md")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = {r["name"]: r for r in json.loads(out.read_text())["results"] if r["section"] == "Scale: range runs"}
+    assert {"peak RSS, streamed / at once", "duration, streamed / at once", "2x the leads: peak RSS ratio"} <= set(found)
+    streamed = found["rescore 5,000 leads (10 days), one run, streamed: peak RSS"]
+    assert 0 < streamed["value"] < 1024 and streamed["met"]

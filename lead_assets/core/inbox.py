@@ -129,6 +129,9 @@ def list_candidates(inbox: UPath) -> tuple[list[Candidate], list[UPath]]:
     return candidates, links
 
 
+SETTLE_MAX_WAIT = 3.0  # the longest a tick waits for fresh files to settle (a sensor tick may run 60 s)
+
+
 def ready(candidate: Candidate, previous: tuple[int, float] | None, settle_seconds: float,
           now: float | None = None) -> bool:
     """Ready when unchanged since the last look (if any) and untouched for ``settle_seconds``.
@@ -140,6 +143,37 @@ def ready(candidate: Candidate, previous: tuple[int, float] | None, settle_secon
     if previous is not None and tuple(previous) != (candidate.size, candidate.mtime):
         return False
     return now - candidate.mtime >= settle_seconds
+
+
+def settle(candidates: list[Candidate], seen: dict, settle_seconds: float, max_wait: float | None = None,
+           now: float | None = None, sleep=time.sleep) -> tuple[list[Candidate], dict[str, tuple[int, float]]]:
+    """Look again, within this tick, at files too fresh to be ready, once they are old enough.
+
+    A file touched less than ``settle_seconds`` ago and not seen by an earlier tick would wait a
+    whole sensor interval; instead the tick waits once, until the freshest such file is
+    ``settle_seconds`` old (at most ``max_wait``, default ``SETTLE_MAX_WAIT``; a file that needs
+    longer waits for a later tick), and stats them again. Returns the candidates as they are now and, for the re-stated ones, the size and mtime
+    seen before the wait: ``ready`` then applies its usual rule (unchanged since the last look and
+    untouched for ``settle_seconds``), so a writer still appending is never cut short.
+    """
+    now = time.time() if now is None else now
+    limit = SETTLE_MAX_WAIT if max_wait is None else max_wait
+    fresh = [c for c in candidates if c.name not in seen and 0 <= now - c.mtime < settle_seconds
+             and settle_seconds - (now - c.mtime) <= limit]
+    if not fresh:
+        return candidates, {}
+    sleep(max(settle_seconds - (now - c.mtime) for c in fresh) + 0.01)
+    before = {c.name: (c.size, c.mtime) for c in fresh}
+    current = []
+    for candidate in candidates:
+        if candidate.name in before:
+            try:
+                info = candidate.path.stat()
+            except FileNotFoundError:
+                continue
+            candidate = Candidate(candidate.path, info.st_size, info.st_mtime)
+        current.append(candidate)
+    return current, before
 
 
 def sha256_of(path: UPath) -> str:

@@ -70,12 +70,15 @@ def scores(probability: np.ndarray) -> np.ndarray:
 
 def lead_cutoffs(model: LeadModel, features: pd.DataFrame, probability: np.ndarray,
                  context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each lead's junk cut-off and its rule; ``context``: leads of the days before (their window)."""
+    """Each lead's junk cut-off and its rule; ``context``: leads of the days before (their window),
+    as features, or as ``created_date`` and an already computed ``probability`` (what a chunked
+    range run carries from one chunk to the next instead of features)."""
     rule = model.cutoff_rule
     if context is None or context.empty or rule.flag_share is None:
         return trailing_cutoffs(features[CREATED_DATE], probability, rule)
     dates = pd.concat([context[CREATED_DATE], features[CREATED_DATE]], ignore_index=True)
-    cut, text = trailing_cutoffs(dates, np.r_[model.predict_proba(context), probability], rule)
+    known = context["probability"].to_numpy() if "probability" in context else model.predict_proba(context)
+    cut, text = trailing_cutoffs(dates, np.r_[known, probability], rule)
     return cut[len(context):], text[len(context):]
 
 
@@ -146,9 +149,10 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
                 context: pd.DataFrame | None = None, cutoffs: tuple | None = None) -> pd.DataFrame:
     """Score every row of a feature table (extra columns such as the label are ignored).
 
-    ``context``: feature rows of the days before ``features`` that fall in the cut-off window;
-    they set cut-offs and are not scored. ``cutoffs``: (cut-off, rule) given by the caller
-    instead (online scoring: a lead scored alone has no trailing window, see ``core.online``).
+    ``context``: rows of the days before ``features`` that fall in the cut-off window (features,
+    or ``created_date`` + ``probability``); they set cut-offs and are not scored. ``cutoffs``:
+    (cut-off, rule) given by the caller instead (online scoring: a lead scored alone has no
+    trailing window, see ``core.online``).
     """
     buckets = buckets or BucketConfig()
     stamp = _utc(scored_at)

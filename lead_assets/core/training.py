@@ -12,6 +12,7 @@ Two ways to judge (see :mod:`lead_assets.core.model`):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lead_assets.core import evaluation, schema
+from lead_assets.core.warehouse import DayChunks
 from lead_assets.core.backtest import Backtest, backtest, judge, judged_metrics
 from lead_assets.core.model import (
     PROBABILITY,
@@ -32,6 +34,8 @@ from lead_assets.core.model import (
 )
 from lead_assets.core.model_card import model_card
 from lead_assets.core.schema import CREATED_DATE, LABEL
+
+Labels = Callable[[pd.DataFrame], pd.Series]
 
 
 @dataclass
@@ -69,6 +73,40 @@ def _until(train_until, dates: pd.Series) -> pd.Series:
     if cut == cut.normalize():
         return dates < cut + pd.Timedelta(days=1)
     return dates <= cut
+
+
+def newest_labelled_day(features: DayChunks, labels: Labels | None = None) -> str | None:
+    """The latest day with a labelled lead, reading only the label and date columns, newest day first."""
+    for day in sorted(features.present(), reverse=True):
+        try:
+            frame = features.read([day], columns=[CREATED_DATE, LABEL])
+        except (KeyError, ValueError):  # an empty file written without columns
+            continue
+        if LABEL in frame and (labels(frame) if labels else frame[LABEL]).notna().any():
+            return day
+    return None
+
+
+def labelled_window(features: DayChunks, history_days: int | None, labels: Labels | None = None) -> pd.DataFrame:
+    """The labelled leads of the ``history_days`` days up to the newest labelled day (all when
+    None), read a chunk of days at a time and only the labelled rows kept: training never holds
+    feature files it does not train on. ``labels``: the labels to train on, from a frame (e.g. a
+    label-maturity rule); default the recorded ``LABEL``."""
+    newest = newest_labelled_day(features, labels)
+    if newest is None:
+        return pd.DataFrame()
+    first = (pd.Timestamp(newest) - pd.Timedelta(days=history_days - 1)).strftime("%Y-%m-%d") if history_days else ""
+    days = [d for d in features.present() if first <= d <= newest]
+    kept = []
+    for _, frame in features.chunks(days):
+        if LABEL not in frame:
+            continue
+        if labels is not None:
+            frame = frame.assign(**{LABEL: labels(frame)})
+        frame = frame[frame[LABEL].notna().to_numpy()]
+        if len(frame):
+            kept.append(frame)
+    return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
 
 
 def split_holdout(rows: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

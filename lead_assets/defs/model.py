@@ -19,6 +19,7 @@ from pydantic import Field
 
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
 from lead_assets.core.schema import CREATED_DATE, LABEL
+from lead_assets.core.warehouse import DayChunks
 from lead_assets.defs.resources import ModelRegistry
 
 MODEL_GROUP = "model"
@@ -51,6 +52,9 @@ class TrainingConfig(Config):
     min_recall: float = 0.75
     champion_margin: float = Field(0.02, description="How much AUC a challenger may lose to the champion.")
     min_labelled_leads: int = 500
+    history_days: int | None = Field(
+        365, description="Train on the labelled leads of this many days up to the newest labelled day (older "
+                         "feature files are not read); None: all of them.")
 
     def train_config(self):
         from lead_assets.core.model import TrainConfig
@@ -81,15 +85,16 @@ class TrainingConfig(Config):
     description="CatBoost judged on monthly backtests of the labelled history, refit on all of it; "
                 "a registered version.",
 )
-def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, lead_features: pd.DataFrame) -> dict:
-    """The dagster-mlflow resource opens this run's MLflow run; this asset always closes it."""
+def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, lead_features: DayChunks) -> dict:
+    """The dagster-mlflow resource opens this run's MLflow run; this asset always closes it. Only the
+    labelled leads of the configured history window are read (``history_days``)."""
     import mlflow
 
     from lead_assets.core import registry
     from lead_assets.core.backtest import compare_with_champion
     from lead_assets.core.model import sort_labelled
     from lead_assets.core.plots import markdown_images, training_plots
-    from lead_assets.core.training import gate_inputs, train_model
+    from lead_assets.core.training import gate_inputs, labelled_window, train_model
 
     from lead_assets.core.outcomes import matured_labels
 
@@ -97,13 +102,13 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
     lead_home = context.resources.lead_home
     maturity = context.resources.outcome_policy.label_maturity_days
     try:
-        if len(lead_features):
-            lead_features = lead_features.assign(**{LABEL: matured_labels(lead_features, maturity, lead_home.today())})
-        labelled = lead_features[lead_features[LABEL].notna()] if len(lead_features) else lead_features
+        labelled = labelled_window(lead_features, config.history_days,
+                                   labels=lambda frame: matured_labels(frame, maturity, lead_home.today()))
         if len(labelled) < config.min_labelled_leads:
             raise ValueError(
                 f"lead_scoring_model: only {len(labelled)} labelled leads in lead_features "
-                f"(need {config.min_labelled_leads}); backfill labelled history first"
+                f"(need {config.min_labelled_leads}; history_days={config.history_days}); backfill labelled "
+                "history first"
             )
         context.log.info(f"training on {len(labelled):,} labelled leads: {config.backtest_months} monthly "
                          "backtests, then the refit on all of them")

@@ -28,16 +28,17 @@ from dagster import (
     UPathIOManager,
     definitions,
 )
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 from upath import UPath
 
 from lead_assets.core import warehouse
-from lead_assets.core.home import LeadHome
+from lead_assets.core.home import LeadHome, is_local
 from lead_assets.core.schema import CREATED_DATE
 from lead_assets.defs.partitions import FIRST_DAY
 from lead_assets.defs.policy import OutcomePolicy
 
 EXPERIMENT = "lead_scoring"
+MODEL_CACHE = "model_cache"
 MODEL_NAME = "lead_scoring"
 
 # LeadHomeResource field -> the environment variable a deployment sets it with.
@@ -68,6 +69,7 @@ class LeadHomeResource(ConfigurableResource):
     settle_seconds: float = 2.0
     tick_max_files: int | None = None  # None: LEAD_ASSETS_TICK_MAX_FILES, else 100 (core.inbox)
     tick_max_bytes: int | None = None  # None: LEAD_ASSETS_TICK_MAX_BYTES, else 256 MiB
+    tick_watch_seconds: float | None = None  # None: LEAD_ASSETS_TICK_WATCH_SECONDS, else 0 (off)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None):
@@ -85,6 +87,15 @@ class LeadHomeResource(ConfigurableResource):
             ledger=self.ledger, warehouse=self.warehouse, mlflow_tracking_uri=self.mlflow_tracking_uri,
         ).ensure()
 
+    def watch_seconds(self, home: LeadHome) -> float:
+        """How long an inbox tick keeps looking for a ready file before it returns (0: it looks
+        once). Only for a local inbox: on object storage every look is a LIST request."""
+        if not is_local(home.inbox):
+            return 0.0
+        if self.tick_watch_seconds is not None:
+            return self.tick_watch_seconds
+        return float((os.environ.get("LEAD_ASSETS_TICK_WATCH_SECONDS") or "").strip() or 0)
+
     @property
     def first_date(self) -> date:
         return date.fromisoformat(self.first_day)
@@ -98,11 +109,22 @@ class PartitionedParquetIOManager(UPathIOManager):
     """One Parquet file per day partition; a single-run range is split by ``created_date``.
 
     Dagster's UPathIOManager refuses an output spanning several partitions, so this one splits
-    the frame by day and writes every key of the range (an empty file for a day without leads,
+    the output by day and writes every key of the range (an empty file for a day without leads,
     so that re-running a range also clears days that lost their leads).
+
+    Range runs stream: an input annotated ``DayChunks`` is a lazy reader of the run's day files
+    (a chunk of at most ``chunk_rows`` rows, or one whole day, at a time), and a ``DayStream``
+    output is written day by day as its frames come, so a step's memory follows the chunk size,
+    not the range. An input annotated ``pd.DataFrame`` still gets every partition as one frame.
     """
 
     extension = ".parquet"
+
+    def __init__(self, base_path: UPath, chunk_rows: int = warehouse.DEFAULT_CHUNK_ROWS,
+                 chunk_days: int | None = None):
+        super().__init__(base_path=base_path)
+        self.chunk_rows = chunk_rows
+        self.chunk_days = chunk_days
 
     def dump_to_path(self, context: OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         warehouse.atomic_write_bytes(path, warehouse.frame_to_parquet_bytes(obj))
@@ -111,45 +133,69 @@ class PartitionedParquetIOManager(UPathIOManager):
         return warehouse.read_parquet(path)
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if isinstance(obj, warehouse.DayStream):
+            return self._write_stream(context, obj)
         if not context.has_asset_partitions or obj is None or not isinstance(obj, pd.DataFrame):
             return super().handle_output(context, obj)
-        keys = list(context.asset_partition_keys)
-        parts = warehouse.split_by_day(obj, CREATED_DATE, keys)
-        placed = sum(len(p) for p in parts.values())
-        if placed != len(obj):
-            raise ValueError(
-                f"{context.asset_key.to_user_string()}: {len(obj) - placed} row(s) have a "
-                f"created_date outside the partitions {keys[0]}..{keys[-1]} of this run"
-            )
+        return self._write_stream(context, warehouse.DayStream([obj]))
+
+    def _write_stream(self, context: OutputContext, stream: warehouse.DayStream) -> None:
+        if not context.has_asset_partitions:
+            raise TypeError(f"{context.asset_key.to_user_string()}: a DayStream output needs a partitioned asset")
         base = self._get_path_without_extension(context)
-        for key, part in parts.items():
-            warehouse.atomic_write_bytes(
-                self._with_extension(self.make_safe_partition_path(base, key)),
-                warehouse.frame_to_parquet_bytes(part),
-            )
+        written = warehouse.write_stream(base.parent, base.name, list(context.asset_partition_keys),
+                                         stream.frames, CREATED_DATE)
         context.add_output_metadata({
-            "partitions_written": len(parts),
-            "rows": len(obj),
+            "partitions_written": len(written),
+            "rows": sum(written.values()),
+            "largest_day_rows": max(written.values(), default=0),
             "path": str(base),
+            **stream.metadata(),
         })
 
-    def load_input(self, context: InputContext) -> pd.DataFrame:
-        """Several partitions load as one frame; partitions never written are skipped."""
+    def load_input(self, context: InputContext) -> Any:
+        """``DayChunks`` when the step asks for it; else one frame (partitions never written are skipped)."""
+        if _wants_chunks(context):
+            base = self._get_path_without_extension(context)
+            days = context.asset_partition_keys if context.has_asset_partitions else []
+            return warehouse.DayChunks(base.parent, base.name, tuple(days), chunk_rows=self.chunk_rows,
+                                       chunk_days=self.chunk_days)
         if not context.has_asset_partitions or len(context.asset_partition_keys) <= 1:
             loaded = super().load_input(context)
             return loaded if isinstance(loaded, pd.DataFrame) else pd.DataFrame()
         base = self._get_path_without_extension(context)
-        asset = base.name
-        return warehouse.read_partitions(base.parent, asset, context.asset_partition_keys)
+        return warehouse.read_partitions(base.parent, base.name, context.asset_partition_keys)
+
+
+def _wants_chunks(context: InputContext) -> bool:
+    typing_type = getattr(context.dagster_type, "typing_type", None)
+    return isinstance(typing_type, type) and issubclass(typing_type, warehouse.DayChunks)
+
+
+def _env_int(name: str) -> int | None:
+    value = (os.environ.get(name) or "").strip()
+    return int(value) if value else None
 
 
 class WarehouseIOManager(ConfigurableIOManagerFactory):
-    """Day-partitioned frames as Parquet under the home's warehouse (local or object storage)."""
+    """Day-partitioned frames as Parquet under the home's warehouse (local or object storage).
+
+    ``chunk_rows``/``chunk_days`` bound what a range run's step holds at once (see
+    ``PartitionedParquetIOManager``); unset, they come from ``LEAD_ASSETS_CHUNK_ROWS`` (default
+    100,000 rows) and ``LEAD_ASSETS_CHUNK_DAYS`` (default: no cap on days).
+    """
 
     lead_home: LeadHomeResource
+    chunk_rows: int | None = Field(None, description="Most rows a range run's step reads at once (a day is "
+                                                     "never split); None: LEAD_ASSETS_CHUNK_ROWS, else 100,000.")
+    chunk_days: int | None = Field(None, description="Most days per chunk; None: LEAD_ASSETS_CHUNK_DAYS, else "
+                                                     "no cap.")
 
     def create_io_manager(self, context) -> PartitionedParquetIOManager:
-        return PartitionedParquetIOManager(base_path=self.lead_home.resolve().warehouse)
+        rows = self.chunk_rows or _env_int("LEAD_ASSETS_CHUNK_ROWS") or warehouse.DEFAULT_CHUNK_ROWS
+        days = self.chunk_days or _env_int("LEAD_ASSETS_CHUNK_DAYS")
+        return PartitionedParquetIOManager(base_path=self.lead_home.resolve().warehouse, chunk_rows=rows,
+                                           chunk_days=days)
 
 
 class JsonIOManager(UPathIOManager):
@@ -188,10 +234,32 @@ class ModelRegistry(ConfigurableResource):
         mlflow.set_tracking_uri(self.uri())
 
     def load_champion(self):
+        """The champion and its version. A version's model never changes in MLflow, so each one
+        loaded is kept as a pickle under the warehouse (``model_cache/``, keyed by tracking URI,
+        name and version): later runs resolve the alias (one registry query) and skip MLflow's
+        model loading (~1 s a run)."""
+        import pickle
+
         from lead_assets.core import registry
 
         self.connect()
-        return registry.load_champion(self.model_name)
+        version = registry.champion_version(self.model_name)
+        if version is None:
+            return None
+        cached = self._cached(version)
+        if cached.exists():
+            with cached.open("rb") as handle:
+                return pickle.load(handle), version
+        loaded = registry.load_champion(self.model_name)
+        if loaded is not None:
+            warehouse.atomic_write_bytes(self._cached(loaded[1]), pickle.dumps(loaded[0]))
+        return loaded
+
+    def _cached(self, version) -> UPath:
+        import hashlib
+
+        tracking = hashlib.sha256(self.uri().encode()).hexdigest()[:12]
+        return self.lead_home.resolve().warehouse / MODEL_CACHE / f"{self.model_name}-{version}-{tracking}.pkl"
 
     def champion_version(self) -> str | None:
         from lead_assets.core import registry

@@ -92,6 +92,46 @@ def test_a_growing_file_is_not_ready(lead_home):
     assert inbox.ready(candidate, (candidate.size, candidate.mtime), settle_seconds=2, now=now + 5)
 
 
+def test_a_fresh_file_settles_within_one_tick(lead_home):
+    """Unchanged after the in-tick wait: ready now, not a sensor interval later."""
+    _drop(lead_home, "fresh.csv")
+    candidates, _ = inbox.list_candidates(lead_home.inbox)
+    waits = []
+    settled, looked = inbox.settle(candidates, {}, settle_seconds=2, now=candidates[0].mtime + 0.5,
+                                   sleep=waits.append)
+    assert waits and 1.5 <= waits[0] < 1.6  # until the file is 2 s old
+    (candidate,) = settled
+    assert inbox.ready(candidate, looked[candidate.name], settle_seconds=2, now=candidate.mtime + 2.01)
+
+
+def test_a_file_written_during_the_wait_is_not_ready(lead_home):
+    _drop(lead_home, "growing.csv")
+    candidates, _ = inbox.list_candidates(lead_home.inbox)
+    path = candidates[0].path
+
+    def append_while_waiting(seconds):
+        with open(path.path, "a") as handle:
+            handle.write("more,rows\n")
+        os.utime(path.path, (candidates[0].mtime + 1, candidates[0].mtime + 1))
+
+    settled, looked = inbox.settle(candidates, {}, settle_seconds=2, now=candidates[0].mtime + 0.5,
+                                   sleep=append_while_waiting)
+    (candidate,) = settled
+    assert candidate.size > candidates[0].size
+    assert not inbox.ready(candidate, looked[candidate.name], settle_seconds=2, now=candidates[0].mtime + 2.01)
+
+
+def test_settling_never_waits_longer_than_its_cap_or_for_seen_files(lead_home):
+    _drop(lead_home, "slow.csv")
+    candidates, _ = inbox.list_candidates(lead_home.inbox)
+    mtime = candidates[0].mtime
+    waits = []
+    assert inbox.settle(candidates, {}, settle_seconds=60, now=mtime, sleep=waits.append) == (candidates, {})
+    seen = {candidates[0].name: (candidates[0].size, mtime)}
+    assert inbox.settle(candidates, seen, settle_seconds=2, now=mtime, sleep=waits.append) == (candidates, {})
+    assert waits == []
+
+
 # ------------------------------------------------------------- no file stops the inbox (issue #11)
 def test_a_truncated_gzip_is_quarantined(lead_home):
     data = gzip.compress(raw_leads(5000).to_csv(index=False).encode())  # cut past the sniffed head

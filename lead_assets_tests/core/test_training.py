@@ -81,3 +81,30 @@ def test_gate_inputs_are_plain_json(refit):
     inputs = gate_inputs(refit)
     assert json.loads(json.dumps(inputs)) == inputs
     assert [m["month"] for m in inputs["backtest_months"]] == refit.backtest.table["month"].tolist()
+
+
+def test_training_reads_only_the_labelled_window_it_needs(tmp_path):
+    """Newest labelled day found from the label column alone; older days never read in full."""
+    from upath import UPath
+
+    from lead_assets.core import warehouse
+    from lead_assets.core.training import labelled_window
+
+    root = UPath(tmp_path)
+    features = make_features(n=2000, start="2021-07-01", days=100, seed=4)
+    day = features[CREATED_DATE].dt.strftime("%Y-%m-%d")
+    features.loc[(day >= "2021-10-01").to_numpy(), LABEL] = pd.NA  # the newest days: outcomes not known yet
+    for key, part in features.groupby(day.to_numpy()):
+        warehouse.write_partition(root, "lead_features", key, part)
+    chunks = warehouse.DayChunks(root, "lead_features", tuple(sorted(set(day))), chunk_rows=200)
+    window = labelled_window(chunks, history_days=30)
+    newest = day[features[LABEL].notna().to_numpy()].max()
+    assert window[CREATED_DATE].dt.strftime("%Y-%m-%d").max() == newest
+    first = (pd.Timestamp(newest) - pd.Timedelta(days=29)).strftime("%Y-%m-%d")
+    expected = features[(day >= first).to_numpy() & (day <= newest).to_numpy() & features[LABEL].notna().to_numpy()]
+    assert sorted(window["lead_id"]) == sorted(expected["lead_id"]) and window[LABEL].notna().all()
+    assert chunks.max_rows_loaded <= 200  # read a chunk of days at a time
+    everything = labelled_window(warehouse.DayChunks(root, "lead_features", tuple(sorted(set(day)))), None)
+    assert len(everything) == int(features[LABEL].notna().sum())
+    empty = warehouse.DayChunks(root, "lead_features", ("2020-01-01",))
+    assert labelled_window(empty, 30).empty

@@ -220,3 +220,26 @@ def drop_bytes(home, name, data):
     path.write_bytes(data)
     os.utime(path.path, (time.time() - 10, time.time() - 10))
     return path
+
+
+def test_a_watching_tick_sees_a_file_dropped_while_it_runs(lead_home, instance):
+    """tick_watch_seconds: the tick looks again until a file is ready, instead of leaving it to the next tick."""
+    import threading
+
+    later = threading.Timer(0.6, lambda: drop(lead_home, "late.csv", raw_leads(3, "2021-07-05")))
+    started = time.monotonic()
+    later.start()
+    try:
+        result, cursor = tick(instance, tick_watch_seconds=5.0)
+    finally:
+        later.cancel()
+    seconds = time.monotonic() - started
+    (request,) = result.run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2021-07-05"
+    assert 0.6 <= seconds < 3.0  # returned once the file was taken, not at the end of the watch
+
+    started = time.monotonic()
+    idle, cursor = tick(instance, cursor, tick_watch_seconds=1.0)
+    assert not idle.run_requests and 0.7 <= time.monotonic() - started < 3.0  # nothing came: watched, then skipped
+    started = time.monotonic()
+    assert not tick(instance, cursor)[0].run_requests and time.monotonic() - started < 0.7  # off by default

@@ -1,10 +1,10 @@
 """cleaned_leads: nothing the model reads is null or unknown, and no lead went missing (blocking)."""
 
-import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckSeverity, AssetIn
 
 from lead_assets.core import quality
-from lead_assets.defs.checks.common import daily_check, evaluations
+from lead_assets.core.warehouse import DayChunks
+from lead_assets.defs.checks.common import chunked_evaluations, daily_check
 
 
 @daily_check(
@@ -17,7 +17,8 @@ from lead_assets.defs.checks.common import daily_check, evaluations
         "raw_leads for the same day. Blocking: a failed day stops lead_features and scoring."
     ),
 )
-def cleaned_leads_quality(context: AssetCheckExecutionContext, cleaned_leads: pd.DataFrame,
-                          raw_leads: pd.DataFrame):
-    result = quality.check_cleaned_leads(cleaned_leads, raw_leads, list(context.partition_keys))
-    yield from evaluations(context, result, severity=AssetCheckSeverity.ERROR, blocking=True)
+def cleaned_leads_quality(context: AssetCheckExecutionContext, cleaned_leads: DayChunks, raw_leads: DayChunks):
+    def check(cleaned, days):  # the raw rows of the same days, to reconcile the counts
+        return quality.check_cleaned_leads(cleaned, raw_leads.read(days), days)
+
+    yield from chunked_evaluations(context, cleaned_leads, check, severity=AssetCheckSeverity.ERROR, blocking=True)

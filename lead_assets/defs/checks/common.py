@@ -4,8 +4,9 @@ Why checks are partitioned and emit their own evaluations
 ---------------------------------------------------------
 The lead assets are daily-partitioned with a single-run backfill policy, so a run (the inbox
 sensor's, a UI backfill, ``--partition-range``) covers a *range* of days. A check that takes
-the asset as an input loads exactly the run's partitions (one concatenated frame), which is
-what we want to validate. But how the result is recorded matters:
+the asset as an input reads exactly the run's partitions, which is what we want to validate; it
+asks for ``DayChunks`` and judges them a chunk of days at a time (``chunked_evaluations``), so a
+long range run's check holds one chunk, like its asset. But how the result is recorded matters:
 
 * an unpartitioned check records one result per run: the UI shows the latest run's verdict
   and a failed day disappears from view when another day's run passes;
@@ -42,6 +43,7 @@ from dagster import (
 )
 
 from lead_assets.core.quality import DayResult, QualityResult
+from lead_assets.core.warehouse import DayChunks
 from lead_assets.defs.partitions import lead_days
 
 MAX_MARKDOWN_ROWS = 50
@@ -58,16 +60,39 @@ def daily_check(**kwargs) -> Callable:
     return decorate
 
 
-def evaluations(
+def chunked_evaluations(
     context: AssetCheckExecutionContext,
-    result: QualityResult,
+    chunks: DayChunks,
+    check: Callable[[pd.DataFrame, list[str]], QualityResult],
     *,
     severity: AssetCheckSeverity,
     blocking: bool,
 ) -> Iterator:
-    """One AssetCheckEvaluation per partition of the run, then the check's (empty) output."""
+    """``check`` on the run's days a chunk at a time (bounded memory in a range run): the
+    evaluations of each chunk's days as they are known, then the check's (empty) output.
+
+    A rule across rows (``lead_id`` unique) sees one chunk's days; the warehouse keeps each
+    day whole, so a day is always judged with all of its rows.
+    """
+    run_days = list(context.partition_keys)
+    for days, frame in chunks.chunks(run_days):
+        result = check(frame, days)
+        del frame
+        yield from day_evaluations(context, result, days, severity=severity, blocking=blocking, run_days=run_days)
+    yield Output(None)
+
+
+def day_evaluations(
+    context: AssetCheckExecutionContext,
+    result: QualityResult,
+    days: Sequence[str],
+    *,
+    severity: AssetCheckSeverity,
+    blocking: bool,
+    run_days: Sequence[str] | None = None,
+) -> Iterator[AssetCheckEvaluation]:
+    """One AssetCheckEvaluation per day of ``days`` (its verdict from ``result``)."""
     spec = context.check_specs[0]
-    days = list(context.partition_keys)
     targets = latest_materializations(context.instance, spec.asset_key, days)
     for day in days:
         verdict = result.for_day(day)
@@ -75,7 +100,7 @@ def evaluations(
             asset_key=spec.asset_key,
             check_name=spec.name,
             passed=verdict.passed,
-            metadata=day_metadata(result, verdict, days),
+            metadata=day_metadata(result, verdict, list(run_days or days)),
             target_materialization_data=targets.get(day),
             severity=severity,
             description=f"{day}: {verdict.describe()}",
@@ -84,7 +109,6 @@ def evaluations(
         )
     if not result.passed:
         context.log.warning(result.describe())
-    yield Output(None)
 
 
 def latest_materializations(instance: DagsterInstance, asset_key: AssetKey, days: Sequence[str]) -> dict:

@@ -1,10 +1,10 @@
 """lead_features: exactly the model's input schema, or nothing is scored (blocking)."""
 
-import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckSeverity
 
 from lead_assets.core import quality
-from lead_assets.defs.checks.common import daily_check, evaluations
+from lead_assets.core.warehouse import DayChunks
+from lead_assets.defs.checks.common import chunked_evaluations, daily_check
 
 
 @daily_check(
@@ -16,6 +16,6 @@ from lead_assets.defs.checks.common import daily_check, evaluations
         "model's dtype. Blocking: a failed day stops scored_leads in the same run."
     ),
 )
-def lead_features_schema(context: AssetCheckExecutionContext, lead_features: pd.DataFrame):
-    result = quality.check_lead_features(lead_features, list(context.partition_keys))
-    yield from evaluations(context, result, severity=AssetCheckSeverity.ERROR, blocking=True)
+def lead_features_schema(context: AssetCheckExecutionContext, lead_features: DayChunks):
+    yield from chunked_evaluations(context, lead_features, quality.check_lead_features, severity=AssetCheckSeverity.ERROR,
+                                   blocking=True)

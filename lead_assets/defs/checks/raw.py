@@ -1,10 +1,10 @@
 """raw_leads: the typed rows ingest accepted, checked before cleaning reads them (blocking)."""
 
-import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckSeverity
 
 from lead_assets.core import quality
-from lead_assets.defs.checks.common import daily_check, evaluations
+from lead_assets.core.warehouse import DayChunks
+from lead_assets.defs.checks.common import chunked_evaluations, daily_check
 
 
 @daily_check(
@@ -17,6 +17,6 @@ from lead_assets.defs.checks.common import daily_check, evaluations
         "Blocking: a failed day stops cleaned_leads, lead_features and scoring in the same run."
     ),
 )
-def raw_leads_quality(context: AssetCheckExecutionContext, raw_leads: pd.DataFrame):
-    result = quality.check_raw_leads(raw_leads, list(context.partition_keys))
-    yield from evaluations(context, result, severity=AssetCheckSeverity.ERROR, blocking=True)
+def raw_leads_quality(context: AssetCheckExecutionContext, raw_leads: DayChunks):
+    yield from chunked_evaluations(context, raw_leads, quality.check_raw_leads, severity=AssetCheckSeverity.ERROR,
+                                   blocking=True)

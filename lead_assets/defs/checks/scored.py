@@ -1,10 +1,10 @@
 """scored_leads: one scored row per lead, with a sane score, bucket and model version (warns)."""
 
-import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckSeverity
 
 from lead_assets.core import quality
-from lead_assets.defs.checks.common import daily_check, evaluations
+from lead_assets.core.warehouse import DayChunks
+from lead_assets.defs.checks.common import chunked_evaluations, daily_check
 
 
 @daily_check(
@@ -16,6 +16,6 @@ from lead_assets.defs.checks.common import daily_check, evaluations
         "is stopped, the scores are already written."
     ),
 )
-def scored_leads_quality(context: AssetCheckExecutionContext, scored_leads: pd.DataFrame):
-    result = quality.check_scored_leads(scored_leads, list(context.partition_keys))
-    yield from evaluations(context, result, severity=AssetCheckSeverity.WARN, blocking=False)
+def scored_leads_quality(context: AssetCheckExecutionContext, scored_leads: DayChunks):
+    yield from chunked_evaluations(context, scored_leads, quality.check_scored_leads, severity=AssetCheckSeverity.WARN,
+                                   blocking=False)
