@@ -41,9 +41,12 @@ test: install
 	$(DG) check defs
 	$(BIN)/python -m pytest -q
 
+# A local inbox tick watches the folder for up to 4 s, so a dropped file is seen within ~0.25 s.
 dev: install
 	$(BIN)/lead-assets init
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} $(DG) dev --host 127.0.0.1 --port $(PORT)
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} \
+	LEAD_ASSETS_TICK_WATCH_SECONDS=$${LEAD_ASSETS_TICK_WATCH_SECONDS:-4} \
+	$(DG) dev --host 127.0.0.1 --port $(PORT)
 
 # The champion over HTTP on 127.0.0.1 (MLflow's protocol), following promotions and rollbacks.
 SERVE_PORT ?= 5050
