@@ -24,6 +24,7 @@ from lead_assets.core.home import LeadHome
 from lead_assets.core.ingest import REJECTED_COLUMNS, parse_lead_file
 from lead_assets.core.outcomes import HISTORY_COLUMNS
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_AT, OUTCOME_SEQ, OUTCOME_SOURCE
+from lead_assets.core.warehouse import DayStream
 from lead_assets.defs.partitions import lead_days, one_run_per_range
 from lead_assets.defs.resources import LeadHomeResource
 
@@ -49,29 +50,73 @@ def _write_rejected(home: LeadHome, days: list[str], rejected: pd.DataFrame) -> 
     pool="lead_ingest",
     description="Every accepted lead of every landed file, by creation day; one row per lead_id.",
 )
-def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> pd.DataFrame:
+def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> DayStream:
+    """A range streams in chunks of days (sized from the ledger's rows per day, ``lead_home``'s
+    chunk settings): each chunk's leads are found, labelled and written before the next is read.
+    A copy of a lead in another chunk is judged as a copy in another run is (``core.landed``)."""
     home = lead_home.resolve()
-    days = list(context.partition_keys)
-    found = landed.leads_for_days(home, days, lead_home.first_date, lead_home.today(), parse=parse_lead_file)
-    leads = found.leads if found.leads is not None else _empty_raw()
-    _write_rejected(home, days, found.rejected)
-    _write_history(home, days, found.history)
-    rejects = found.rejected
-    per_day = leads[CREATED_DATE].dt.strftime("%Y-%m-%d").value_counts().reindex(days, fill_value=0)
-    context.add_output_metadata({
-        "leads": len(leads),
-        "duplicates_across_files": found.duplicates,
-        "labelled": int(leads[LABEL].notna().sum()),
-        "relabelled_by_re_exports": found.relabelled,
-        "outcome_conflicts": found.conflicts,
-        "outcomes_from_outcome_files": int((found.history["via"] == "outcomes_file").sum())
-        if found.history is not None else 0,
-        "rejected_rows": int(rejects["day"].notna().sum()) if len(rejects) else 0,
-        "files_not_yet_landed": MetadataValue.json(found.not_yet_landed),
-        "files": MetadataValue.md(pd.DataFrame(found.files).to_markdown(index=False) if found.files else "no files"),
-        "leads_per_day": MetadataValue.md(per_day.rename("leads").to_frame().to_markdown()),
-    })
-    return leads
+    days = sorted(context.partition_keys)
+    rows_per_day: dict[str, int] = dict.fromkeys(days, 0)
+    for entry in inbox.files_for_days(home, days):
+        for day, rows in entry.days.items():
+            if day in rows_per_day:
+                rows_per_day[day] += rows
+    chunk_rows, chunk_days = lead_home.chunk_sizes()
+    summary = IngestSummary(days)
+
+    def frames():
+        for group in warehouse.plan_chunks(list(rows_per_day.items()), chunk_rows, chunk_days):
+            found = landed.leads_for_days(home, group, lead_home.first_date, lead_home.today(),
+                                          parse=parse_lead_file)
+            leads = found.leads if found.leads is not None else _empty_raw()
+            _write_rejected(home, group, found.rejected)
+            _write_history(home, group, found.history)
+            summary.add(found, leads)
+            yield leads
+
+    return DayStream(frames(), summary.metadata)
+
+
+class IngestSummary:
+    """raw_leads' metadata, summed chunk by chunk."""
+
+    def __init__(self, days: list[str]):
+        self.days = days
+        self.counts = dict.fromkeys(("leads", "duplicates_across_files", "labelled", "relabelled_by_re_exports",
+                                     "outcome_conflicts", "outcomes_from_outcome_files", "rejected_rows"), 0)
+        self.files: dict[str, dict] = {}
+        self.not_yet_landed: set[str] = set()
+        self.per_day: dict[str, int] = {}
+        self.chunks = 0
+
+    def add(self, found: landed.DayLeads, leads: pd.DataFrame) -> None:
+        self.chunks += 1
+        history, rejects = found.history, found.rejected
+        self.counts["leads"] += len(leads)
+        self.counts["duplicates_across_files"] += found.duplicates
+        self.counts["labelled"] += int(leads[LABEL].notna().sum())
+        self.counts["relabelled_by_re_exports"] += found.relabelled
+        self.counts["outcome_conflicts"] += found.conflicts
+        self.counts["outcomes_from_outcome_files"] += int((history["via"] == "outcomes_file").sum()) \
+            if history is not None else 0
+        self.counts["rejected_rows"] += int(rejects["day"].notna().sum()) if len(rejects) else 0
+        for row in found.files:
+            kept = self.files.setdefault(row["sha256"], {**row, "rows_in_run": 0, "rejected_in_run": 0})
+            kept["rows_in_run"] += row["rows_in_run"]
+            kept["rejected_in_run"] += row["rejected_in_run"]
+        self.not_yet_landed.update(found.not_yet_landed)
+        self.per_day.update(leads[CREATED_DATE].dt.strftime("%Y-%m-%d").value_counts().to_dict())
+
+    def metadata(self) -> dict:
+        per_day = pd.Series({day: self.per_day.get(day, 0) for day in self.days}, dtype="int64")
+        files = sorted(self.files.values(), key=lambda f: f["seq"])
+        return {
+            **self.counts,
+            "chunks": self.chunks,
+            "files_not_yet_landed": MetadataValue.json(sorted(self.not_yet_landed)),
+            "files": MetadataValue.md(pd.DataFrame(files).to_markdown(index=False) if files else "no files"),
+            "leads_per_day": MetadataValue.md(per_day.rename("leads").to_frame().to_markdown()),
+        }
 
 
 def _write_history(home: LeadHome, days: list[str], history: pd.DataFrame | None) -> None:

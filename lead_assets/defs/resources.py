@@ -70,6 +70,8 @@ class LeadHomeResource(ConfigurableResource):
     tick_max_files: int | None = None  # None: LEAD_ASSETS_TICK_MAX_FILES, else 100 (core.inbox)
     tick_max_bytes: int | None = None  # None: LEAD_ASSETS_TICK_MAX_BYTES, else 256 MiB
     tick_watch_seconds: float | None = None  # None: LEAD_ASSETS_TICK_WATCH_SECONDS, else 0 (off)
+    chunk_rows: int | None = None  # None: LEAD_ASSETS_CHUNK_ROWS, else 100,000 (range runs stream)
+    chunk_days: int | None = None  # None: LEAD_ASSETS_CHUNK_DAYS, else no cap
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None):
@@ -86,6 +88,11 @@ class LeadHomeResource(ConfigurableResource):
             self.home, inbox=self.inbox, landing=self.landing, quarantine=self.quarantine,
             ledger=self.ledger, warehouse=self.warehouse, mlflow_tracking_uri=self.mlflow_tracking_uri,
         ).ensure()
+
+    def chunk_sizes(self) -> tuple[int, int | None]:
+        """Most rows and days a range run's step holds at once (a day is never split)."""
+        rows = self.chunk_rows or _env_int("LEAD_ASSETS_CHUNK_ROWS") or warehouse.DEFAULT_CHUNK_ROWS
+        return rows, self.chunk_days or _env_int("LEAD_ASSETS_CHUNK_DAYS")
 
     def watch_seconds(self, home: LeadHome) -> float:
         """How long an inbox tick keeps looking for a ready file before it returns (0: it looks
@@ -181,8 +188,9 @@ class WarehouseIOManager(ConfigurableIOManagerFactory):
     """Day-partitioned frames as Parquet under the home's warehouse (local or object storage).
 
     ``chunk_rows``/``chunk_days`` bound what a range run's step holds at once (see
-    ``PartitionedParquetIOManager``); unset, they come from ``LEAD_ASSETS_CHUNK_ROWS`` (default
-    100,000 rows) and ``LEAD_ASSETS_CHUNK_DAYS`` (default: no cap on days).
+    ``PartitionedParquetIOManager``); unset, they come from the ``lead_home`` resource's fields
+    of the same names, then ``LEAD_ASSETS_CHUNK_ROWS`` (default 100,000 rows) and
+    ``LEAD_ASSETS_CHUNK_DAYS`` (default: no cap on days). ``raw_leads`` reads ``lead_home``'s.
     """
 
     lead_home: LeadHomeResource
@@ -192,8 +200,8 @@ class WarehouseIOManager(ConfigurableIOManagerFactory):
                                                      "no cap.")
 
     def create_io_manager(self, context) -> PartitionedParquetIOManager:
-        rows = self.chunk_rows or _env_int("LEAD_ASSETS_CHUNK_ROWS") or warehouse.DEFAULT_CHUNK_ROWS
-        days = self.chunk_days or _env_int("LEAD_ASSETS_CHUNK_DAYS")
+        home_rows, home_days = self.lead_home.chunk_sizes()
+        rows, days = self.chunk_rows or home_rows, self.chunk_days or home_days
         return PartitionedParquetIOManager(base_path=self.lead_home.resolve().warehouse, chunk_rows=rows,
                                            chunk_days=days)
 

@@ -128,3 +128,46 @@ def test_cleaning_and_features_stream_with_the_cap_from_the_environment(lead_hom
         assert meta["max_rows_loaded"].value <= 25 and meta["chunks_read"].value >= total // 25
     features = warehouse.read_partitions(lead_home.warehouse, "lead_features")
     assert sorted(features[LEAD_ID]) == sorted(f"{d}-{j}" for i, d in enumerate(days) for j in range(10 + i))
+
+
+def test_raw_leads_streams_a_range_and_gives_what_the_range_at_once_gives(lead_home, instance):
+    """Copies across chunks (a CRM id re-sent on a later day, a labelled re-export, an outcomes file)
+    are judged as across runs: the chunked range equals the range at once, file by file and row by row."""
+    from datetime import date
+
+    from lead_assets.core import inbox
+    from lead_assets.defs.ingest import raw_leads
+
+    first, today = date(2021, 7, 1), date(2026, 11, 24)
+    days = [d.strftime("%Y-%m-%d") for d in pd.date_range("2021-08-01", "2021-08-10")]
+    frames = [make_raw(40, day, seed=i, labelled=False).assign(lead_id=[f"{day}-{k}" for k in range(40)])
+              for i, day in enumerate(days)]
+    resent = make_raw(1, days[-1], seed=99, labelled=False).assign(lead_id=[f"{days[0]}-3"])  # first chunk's lead
+    export = frames[4].assign(app_complete_flag=[k % 2 for k in range(40)]).drop(columns="lead_id")
+    outcomes = "lead_id,app_complete_flag\n" + "".join(f"{days[8]}-{k},1\n" for k in range(5))
+    for name, frame in [("history.csv", pd.concat(frames)), ("resent.csv", resent), ("export.csv", export)]:
+        frame.to_csv((lead_home.inbox / name).path, index=False)
+    (lead_home.inbox / "outcomes.csv").write_text(outcomes)
+    for name in ("history.csv", "resent.csv", "export.csv", "outcomes.csv"):  # in this order
+        assert inbox.receive(lead_home, lead_home.inbox / name, first, today).status == "accepted"
+
+    def run(chunk_rows):
+        home = LeadHomeResource(chunk_rows=chunk_rows)
+        result = materialize([raw_leads], resources={"lead_home": home, "io_manager": WarehouseIOManager(
+            lead_home=home)}, instance=instance, tags=range_tags(days[0], days[-1]))
+        assert result.success
+        metadata = result.asset_materializations_for_node("raw_leads")[0].metadata
+        raw = warehouse.read_partitions(lead_home.warehouse, "raw_leads", days).sort_values(LEAD_ID)
+        rejected = warehouse.read_partitions(lead_home.warehouse, "rejected_leads", days)
+        return raw.reset_index(drop=True), rejected.sort_values(["source_file", "source_row"]), metadata
+
+    chunked, chunked_rejected, metadata = run(chunk_rows=90)
+    assert metadata["chunks"].value == 6 and metadata["leads"].value == 400  # 40-80 rows a day, 90 a chunk
+    whole, whole_rejected, whole_metadata = run(chunk_rows=10_000)
+    assert whole_metadata["chunks"].value == 1
+    pd.testing.assert_frame_equal(chunked, whole)
+    pd.testing.assert_frame_equal(chunked_rejected.reset_index(drop=True), whole_rejected.reset_index(drop=True),
+                                  check_dtype=False)  # a day with no rejected rows is an empty (object) file
+    assert chunked_rejected["rule"].tolist() == ["duplicate_of_earlier_file"]  # the re-sent CRM id
+    assert chunked.set_index(LEAD_ID).loc[[f"{days[8]}-{k}" for k in range(5)], "app_complete_flag"].tolist() == [1] * 5
+    assert int(chunked["app_complete_flag"].notna().sum()) == 45  # the re-export's 40 and the 5 outcomes
