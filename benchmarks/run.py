@@ -691,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     size = SIZES["quick" if args.quick else "full"]
     only = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="lead_assets_bench_"))
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # every section's models go to its own temporary home
     results: list[Result] = []
     notes = ""
     try:

@@ -11,6 +11,19 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 CODEPRO = Path(os.environ.get("LEAD_ASSETS_CODEPRO_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "codepro")).resolve()
 
 
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_leaks():
+    """``mlflow.set_tracking_uri`` writes ``MLFLOW_TRACKING_URI`` into this process's environment;
+    put it back after every test, so no later test (nor a subprocess it starts) inherits a data
+    home's tracking store."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 @pytest.fixture
 def codepro() -> Path:
     """The real case-study files, read in place (never copied); skip cleanly when absent."""

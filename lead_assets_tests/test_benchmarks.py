@@ -11,12 +11,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The harness as `make bench` runs it: its own data homes, no tracking store from this process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or k == "MLFLOW_ENABLE_ASYNC_LOGGING"}
+    return subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.skipif(os.environ.get("LEAD_ASSETS_SKIP_BENCH_TEST") == "1", reason="running inside make bench")
 def test_quick_benchmark_produces_every_measure(tmp_path):
     out, report = tmp_path / "results.json", tmp_path / "BENCH.md"
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--only", "training,scoring",
-                             "--json", str(out), "--out", str(report)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=900)
+    result = bench("--only", "training,scoring", "--json", str(out), "--out", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     names = {(r["section"], r["name"].split(",")[0]) for r in json.loads(out.read_text())["results"]}
     assert {("Training", "pooled backtest AUC (synthetic)"), ("Scoring throughput", "pipeline / bare"),
@@ -28,9 +33,7 @@ def test_quick_benchmark_produces_every_measure(tmp_path):
 @pytest.mark.skipif(os.environ.get("LEAD_ASSETS_SKIP_BENCH_TEST") == "1", reason="running inside make bench")
 def test_quick_tick_benchmark_measures_a_tick_with_and_without_history(tmp_path):
     out = tmp_path / "results.json"
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--only", "tick", "--json", str(out),
-                             "--out", str(tmp_path / "BENCH.md")], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
+    result = bench("--only", "tick", "--json", str(out), "--out", str(tmp_path / "BENCH.md"), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     names = [r["name"] for r in json.loads(out.read_text())["results"] if r["section"] == "Inbox sensor tick"]
     assert "idle tick, 0 files landed" in names and "idle tick, 200 files landed" in names
@@ -40,9 +43,7 @@ def test_quick_tick_benchmark_measures_a_tick_with_and_without_history(tmp_path)
 @pytest.mark.skipif(os.environ.get("LEAD_ASSETS_SKIP_BENCH_TEST") == "1", reason="running inside make bench")
 def test_quick_scale_benchmark_rescores_streamed_and_at_once(tmp_path):
     out = tmp_path / "results.json"
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--only", "scale", "--json", str(out),
-                             "--out", str(tmp_path / "BENCH.md")], cwd=ROOT, capture_output=True, text=True,
-                            timeout=900)
+    result = bench("--only", "scale", "--json", str(out), "--out", str(tmp_path / "BENCH.md"))
     assert result.returncode == 0, result.stderr[-3000:]
     found = {r["name"]: r for r in json.loads(out.read_text())["results"] if r["section"] == "Scale: range runs"}
     assert {"peak RSS, streamed / at once", "duration, streamed / at once", "2x the leads: peak RSS ratio"} <= set(found)
