@@ -39,7 +39,7 @@ demo: install
 
 test: install
 	$(DG) check defs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # A local inbox tick watches the folder for up to 4 s, so a dropped file is seen within ~0.25 s.
 dev: install
