@@ -10,11 +10,11 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSelection,
-    AutomationCondition,
-    AutomationConditionSensorDefinition,
+    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     asset,
@@ -32,10 +32,7 @@ from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 
 PERFORMANCE = "model_performance"
 
-# After new labels or new scores; never while a run is still writing them. (``eager()`` would
-# wait for every daily partition of the deps to exist, which a lead history never has.)
-REFRESH_AFTER_UPDATES = (AutomationCondition.any_deps_updated().since_last_handled()
-                         & ~AutomationCondition.any_deps_in_progress() & ~AutomationCondition.in_progress())
+DEPENDS_ON = (AssetKey("scored_leads"), AssetKey("lead_features"))
 
 
 def _columns(root, asset: str, columns: list[str]) -> pd.DataFrame:
@@ -71,10 +68,9 @@ def _outcomes_since(history: pd.DataFrame, profiles: dict[str, dict], versions) 
 
 
 @asset(
-    deps=[AssetKey("scored_leads"), AssetKey("lead_features")],
+    deps=list(DEPENDS_ON),
     group_name="scoring",
     kinds={"pandas", "parquet"},
-    automation_condition=REFRESH_AFTER_UPDATES,
     description="Per model version and week of lead creation: leads scored, leads with a known outcome, AUC, "
                 "precision and recall of 'not junk' at the cut-off served, precision in the top 10%, calibration "
                 "by score decile; judged on the scores each version served, on leads after its training data.",
@@ -141,13 +137,43 @@ def realised_performance_meets_targets(model_performance: pd.DataFrame,
     )
 
 
-performance_refresh = AutomationConditionSensorDefinition(
-    "performance_refresh",
-    target=AssetSelection.assets(PERFORMANCE),
+def _latest_update(instance) -> int:
+    """The event-log position of the newest materialization of any day of the deps (0: none)."""
+    newest = 0
+    for key in DEPENDS_ON:
+        records = instance.fetch_materializations(key, limit=1, ascending=False).records
+        if records:
+            newest = max(newest, records[0].storage_id)
+    return newest
+
+
+def _refreshing(instance) -> bool:
+    """A model_performance run this sensor asked for is still queued or running."""
+    active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED]
+    runs = instance.get_run_records(RunsFilter(statuses=active, tags={"dagster/sensor_name": "performance_refresh"}),
+                                    limit=1)
+    return bool(runs)
+
+
+@sensor(
+    asset_selection=AssetSelection.assets(PERFORMANCE),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description="Refreshes model_performance after labels or scores change (at most every 30 s).",
+    description="Refreshes model_performance after labels or scores change (at most every 30 s, one run at "
+                "a time; a change made while it runs is picked up by the next one).",
 )
+def performance_refresh(context: SensorEvaluationContext):
+    """The cursor is the event-log position of the newest dependency update a run was asked for:
+    a later update, whenever it lands, asks for another run once the current one has finished."""
+    newest = _latest_update(context.instance)
+    asked = int(context.cursor or 0)
+    if newest <= asked:
+        return SkipReason("no new labels or scores since the last refresh")
+    if _refreshing(context.instance):
+        return SkipReason("a model_performance run is still in progress; looking again next tick")
+    context.update_cursor(str(newest))
+    return RunRequest(run_key=f"performance-{newest}", asset_selection=[AssetKey(PERFORMANCE)])
 
 
 def retrain_reasons(table: pd.DataFrame, champion: str, policy: OutcomePolicy) -> list[str]:

@@ -225,3 +225,22 @@ def test_the_realised_check_warns_only_on_enough_labelled_leads():
     unjudged = realised_performance_meets_targets(model_performance=table,
                                                   outcome_policy=OutcomePolicy(performance_min_labelled=401))
     assert unjudged.passed and unjudged.metadata["versions_judged"].value == 0
+
+
+def test_performance_refresh_asks_again_for_updates_made_after_its_request(loop):
+    from lead_assets.defs.performance import performance_refresh
+
+    home, instance, _, _ = loop
+
+    def evaluate(cursor):
+        with build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as context:
+            result = performance_refresh.evaluate_tick(context)
+        return result.run_requests, result.cursor
+
+    (request,), cursor = evaluate(None)
+    assert request.asset_selection == [AssetKey("model_performance")]
+    assert evaluate(cursor)[0] == []  # nothing changed since it asked
+    run(instance, ["lead_features"], {"dagster/asset_partition_range_start": NEW_DAYS[0],
+                                      "dagster/asset_partition_range_end": NEW_DAYS[0]})
+    (again,), newer = evaluate(cursor)  # an update after the request: one more run
+    assert again.run_key != request.run_key and int(newer) > int(cursor)
