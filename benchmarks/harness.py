@@ -60,6 +60,17 @@ def run_python(code: str, env: dict | None = None, timeout: float = 3600) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop a server started in its own session: SIGTERM to its group, SIGKILL after 30 s."""
+    import signal
+
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def machine() -> dict:
     cpu = "unknown"
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from benchmarks.harness import BIN, ROOT, Result, markdown, median_of, progress, run_python, save_json, timed
+from benchmarks.harness import (BIN, ROOT, Result, markdown, median_of, progress, run_python, save_json,
+                                stop_server, timed)
 from benchmarks.model_real import bench_model_real
 from benchmarks.serving import bench_serving
 
@@ -468,11 +468,7 @@ def served_drops(home: Path, days: list[date], rows: int, label: str,
             totals.append(one_drop(home, day, rows, seed=100 + day.toordinal() % 1000, breakdowns=breakdowns))
             progress(f"drop {i + 1}/{len(days)} ({label}): {totals[-1]:.1f} s")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
     return totals, breakdowns
 
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import statistics
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from benchmarks.harness import BIN, Result, progress, run_python
+from benchmarks.harness import BIN, Result, progress, run_python, stop_server
 
 SIZES = {
     "full": {"history_days": 90, "history_per_day": 400, "sequential": 1000, "batch_leads": 1000,
@@ -261,11 +260,7 @@ def bench_serving(quick: bool, work: Path, env_for, free_port) -> list[Result]:
         requests, errors, elapsed = _concurrent(port, _leads(2000 if not quick else 100, seed=51, with_id=False),
                                                 size["clients"], size["seconds"])
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
         log.close()
 
     results += [

@@ -1,6 +1,7 @@
 """Shared fixtures: a temporary data home per test, and the real CodePro files when present."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,16 +13,17 @@ CODEPRO = Path(os.environ.get("LEAD_ASSETS_CODEPRO_DIR", Path(__file__).resolve(
 
 
 @pytest.fixture(autouse=True)
-def _no_tracking_uri_leaks():
-    """``mlflow.set_tracking_uri`` writes ``MLFLOW_TRACKING_URI`` into this process's environment;
-    put it back after every test, so no later test (nor a subprocess it starts) inherits a data
-    home's tracking store."""
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
+def _mlflow_state_restored():
+    """``mlflow.set_tracking_uri`` / ``set_experiment`` export ``MLFLOW_*`` into this process's
+    environment: put it back after every test, so no later test (nor a subprocess it starts)
+    inherits a data home's tracking store."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     yield
-    if saved is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = saved
+    if "mlflow" in sys.modules:  # only a test that used mlflow can have moved its tracking URI
+        sys.modules["mlflow"].set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[name]
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -48,19 +48,6 @@ MAX_BYTES = 600_000
 NEW_DAYS = ("2021-09-01", "2021-09-02", "2021-09-03")
 
 
-@pytest.fixture(autouse=True)
-def _mlflow_state_restored():
-    """mlflow.set_tracking_uri / set_experiment export MLFLOW_* for subprocesses: undo that for later tests."""
-    import mlflow
-
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-    yield
-    mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
-    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
-        del os.environ[name]
-    os.environ.update(saved)
-
-
 def _train(home, seed: int, **settings) -> str:
     """A model trained on 60 labelled synthetic days, registered (not promoted)."""
     raw = generate_leads("2021-07-01", 60, 40, seed=seed)

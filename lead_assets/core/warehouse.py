@@ -95,6 +95,21 @@ def read_partitions(root: UPath, asset: str, partitions: Iterable[str] | None = 
     return pd.concat(frames, ignore_index=True)
 
 
+def read_columns(root: UPath, asset: str, columns: Sequence[str]) -> pd.DataFrame:
+    """A few columns of every day file of ``asset`` (a column a file lacks comes back empty):
+    what a whole-history summary needs, without loading the other columns."""
+    import pyarrow.parquet as pq
+
+    frames = []
+    for day in existing_partitions(root, asset):
+        with partition_path(root, asset, day).open("rb") as handle:
+            table = pq.ParquetFile(handle)
+            if table.metadata.num_rows:
+                present = [c for c in columns if c in table.schema_arrow.names]
+                frames.append(table.read(columns=present).to_pandas().reindex(columns=list(columns)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
+
+
 def split_by_day(frame: pd.DataFrame, date_column: str, days: Iterable[str]) -> dict[str, pd.DataFrame]:
     """One frame per day key (``YYYY-MM-DD``), including empty frames for days without rows."""
     keys = pd.to_datetime(frame[date_column]).dt.strftime("%Y-%m-%d") if len(frame) else pd.Series(dtype=str)

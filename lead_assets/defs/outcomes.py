@@ -20,21 +20,8 @@ EVENTS = "outcome_events"
 
 def _ingested_leads(root) -> pd.DataFrame:
     """Id, day and the outcome each ingested lead shows: three columns of every raw_leads file."""
-    import pyarrow.parquet as pq
-
-    columns = [LEAD_ID, CREATED_DATE, OUTCOME_SEQ]
-    frames = []
-    for day in warehouse.existing_partitions(root, "raw_leads"):
-        with warehouse.partition_path(root, "raw_leads", day).open("rb") as handle:
-            table = pq.ParquetFile(handle)
-            present = [c for c in columns if c in table.schema_arrow.names]
-            frame = table.read(columns=present).to_pandas() if table.metadata.num_rows else None
-        if frame is not None:
-            frames.append(frame.reindex(columns=columns))
-    if not frames:
-        return pd.DataFrame({LEAD_ID: pd.Series(dtype=object), CREATED_DATE: pd.Series(dtype="datetime64[ns]"),
-                             OUTCOME_SEQ: pd.Series(dtype="Int64")})
-    return pd.concat(frames, ignore_index=True)
+    leads = warehouse.read_columns(root, "raw_leads", [LEAD_ID, CREATED_DATE, OUTCOME_SEQ])
+    return leads.astype({LEAD_ID: object, CREATED_DATE: "datetime64[ns]", OUTCOME_SEQ: "Int64"})
 
 
 @asset(

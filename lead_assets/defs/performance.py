@@ -35,20 +35,6 @@ PERFORMANCE = "model_performance"
 DEPENDS_ON = (AssetKey("scored_leads"), AssetKey("lead_features"))
 
 
-def _columns(root, asset: str, columns: list[str]) -> pd.DataFrame:
-    """A few columns of every day file of ``asset`` (missing columns come back empty)."""
-    import pyarrow.parquet as pq
-
-    frames = []
-    for day in warehouse.existing_partitions(root, asset):
-        with warehouse.partition_path(root, asset, day).open("rb") as handle:
-            table = pq.ParquetFile(handle)
-            if table.metadata.num_rows:
-                present = [c for c in columns if c in table.schema_arrow.names]
-                frames.append(table.read(columns=present).to_pandas().reindex(columns=columns))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-
-
 def _profiles(root) -> dict[str, dict]:
     """What training recorded of each version: the last lead day it was trained on, the ledger position."""
     folder = root / PROFILES
@@ -82,11 +68,11 @@ def model_performance(context: AssetExecutionContext, lead_home: LeadHomeResourc
 
     home = lead_home.resolve()
     scores = served.read(home.warehouse)
-    labels = _columns(home.warehouse, "lead_features", [LEAD_ID, CREATED_DATE, LABEL])
+    labels = warehouse.read_columns(home.warehouse, "lead_features", [LEAD_ID, CREATED_DATE, LABEL])
     labels[LABEL] = outcomes.matured_labels(labels, outcome_policy.label_maturity_days, lead_home.today())
     profiles = _profiles(home.warehouse)
     table = performance.realised(scores, labels, {v: p.get("trained_until") for v, p in profiles.items()})
-    history = _columns(home.warehouse, "outcome_history", [OUTCOME_SEQ])
+    history = warehouse.read_columns(home.warehouse, "outcome_history", [OUTCOME_SEQ])
     since = _outcomes_since(history, profiles, table["model_version"].unique())
     pooled = table["week"] == performance.ALL_WEEKS
     table["outcomes_since_training"] = table["model_version"].map(since).where(pooled)

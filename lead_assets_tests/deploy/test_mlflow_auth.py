@@ -27,19 +27,6 @@ ADMIN_PASSWORD = "Adm1n-" + secrets.token_hex(8)
 SCRIPT = DEPLOY / "bin" / "mlflow-server.sh"
 
 
-@pytest.fixture(autouse=True)
-def _mlflow_state_restored():
-    """mlflow.set_tracking_uri / set_experiment export MLFLOW_* for subprocesses: undo that for later tests."""
-    import mlflow
-
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-    yield
-    mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
-    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
-        del os.environ[name]
-    os.environ.update(saved)
-
-
 def _call(url: str, path: str, body: dict | None = None, user: tuple[str, str] | None = None,
           method: str = "POST") -> tuple[int, str]:
     headers = {"Content-Type": "application/json"}
