@@ -234,16 +234,15 @@ def judge(narrow: pd.DataFrame, ingested: pd.DataFrame, lead_events: pd.DataFram
     ids = set(ingested[LEAD_ID])
     mine = narrow[LEAD_ID].isin(ids).to_numpy()
     stale: set[str] = set()
-    keys = (narrow["source_sha256"] + ":" + narrow["source_row"].astype(str)).to_numpy(dtype=object)
+    keys = _keys(narrow)
     if mine.any():
         touched = set(narrow.loc[mine, LEAD_ID])
         leads = ingested[ingested[LEAD_ID].isin(touched).to_numpy()]
         events = pd.concat([lead_events[lead_events[LEAD_ID].isin(touched).to_numpy()], narrow[mine]],
                            ignore_index=True)
         history, refused = resolve(events, leads)
-        changed = dict(zip(history["source_sha256"] + ":" + history["source_row"].astype(str),
-                           history[LABEL_CHANGED]))
-        refused_keys = set(refused["source_sha256"] + ":" + refused["source_row"].astype(str))
+        changed = dict(zip(_keys(history), history[LABEL_CHANGED]))
+        refused_keys = set(_keys(refused))
         for i in np.flatnonzero(mine):
             status[i] = "rejected" if keys[i] in refused_keys else ("attached" if changed.get(keys[i]) else "unchanged")
         shown = in_force(history)
@@ -252,14 +251,18 @@ def judge(narrow: pd.DataFrame, ingested: pd.DataFrame, lead_events: pd.DataFram
         differs = ~(_same(now[LABEL], stored[LABEL]) & _same(now[OUTCOME_SEQ], stored[OUTCOME_SEQ])
                     & _same(now[OUTCOME_AT], stored[OUTCOME_AT]))
         stale |= set(stored.loc[differs, CREATED_DATE].dt.strftime("%Y-%m-%d"))
-        done = set(recorded["source_sha256"] + ":" + recorded["source_row"].astype(str))
-        stale |= set(refused.loc[~(refused["source_sha256"] + ":" + refused["source_row"].astype(str)).isin(done),
-                                 "day"])
+        stale |= set(refused.loc[~np.isin(_keys(refused), _keys(recorded)), "day"])
     gone = recorded[~recorded["source_sha256"].isin(live).to_numpy()]
     stale |= set(gone["day"].dropna())
     days = ingested[CREATED_DATE].dt.strftime("%Y-%m-%d")
     counts = days[days.isin(stale)].value_counts().sort_index()
     return status, {day: int(n) for day, n in counts.items()}
+
+
+def _keys(frame: pd.DataFrame) -> np.ndarray:
+    """An event's identity: the file (sha256) and row that carried it."""
+    rows = pd.to_numeric(frame["source_row"]).astype("int64").astype(str)
+    return (frame["source_sha256"].astype(str) + ":" + rows).to_numpy(dtype=object)
 
 
 def _same(a: pd.Series, b: pd.Series) -> np.ndarray:

@@ -288,8 +288,8 @@ class _Lines:
     every line after its first.
     """
 
-    def __init__(self, text: IO[str], limit: int = MAX_ROW_CHARS):
-        self._text, self._limit = text, limit
+    def __init__(self, text: IO[str], limit: int | None = None):
+        self._text, self._limit = text, limit or MAX_ROW_CHARS
         self._back: list[tuple[int, str | _Oversize]] = []
         self.taken: list[tuple[int, str]] = []
         self.size = 0
@@ -454,16 +454,14 @@ def pieces(text: IO[str], delimiter: str) -> Iterator[Chunk]:
             return
         except csv.Error as exc:
             first, *rest = lines.taken or [(lines.number, "")]
-            reason = str(exc)
-            if "unexpected end of data" in reason:
-                rule, detail = "unclosed_quote", (f"the quote opened in field {_open_field(first[1], delimiter)} is "
-                                                  "never closed (a stray quote?)")
-            else:
-                rule, detail = "malformed_csv", f"cannot be read as CSV: {reason}"
             lines.give_back(rest)
             reader = csv.reader(lines, delimiter=delimiter, strict=True)
             row += 1
-            yield Chunk(broken=[Broken(row, first[0], rule, f"{detail}; line {first[0]} of the file", _raw(first[1]))])
+            if rest or "unexpected end of data" in str(exc):  # the quote opened on this row ran past it
+                yield Chunk(broken=[_unclosed(row, first, delimiter)])
+            else:
+                yield Chunk(broken=[Broken(row, first[0], "malformed_csv", f"cannot be read as CSV: {exc}; "
+                                           f"line {first[0]} of the file", _raw(first[1]))])
             continue
         except _TooLarge as big:
             reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -548,6 +546,8 @@ def _split(chunk: Chunk, size: int) -> tuple[Chunk, Chunk]:
 
 # ------------------------------------------------------------------------------------ formats
 DELIMITERS = (",", ";", "\t", "|")
+_CONTROL = [chr(c) for c in (*range(0, 9), 11, 12, *range(14, 32), 127)]  # not tab, line feed, carriage return
+MAX_CONTROL_SHARE = 0.05  # text has next to none; compressed or binary data about one byte in eight
 
 
 @dataclass
@@ -582,6 +582,10 @@ def read_header(path: UPath, name: str, known: set[str]) -> FileFormat:
     encoding, inflated = detect_encoding(path, head, name)
     text = codecs.getincrementaldecoder(encoding.codec)(errors=encoding.errors).decode(head)
     first_line = text.splitlines()[0] if text.splitlines() else ""
+    control = sum(text.count(c) for c in _CONTROL) / max(len(text), 1)
+    if control > MAX_CONTROL_SHARE:
+        raise LeadFileError(name, "not_a_csv", f"the file holds binary data ({control:.0%} of its first "
+                                               f"{len(text):,} characters are control characters), not CSV text")
     if "\x00" in first_line or has_markers(first_line):
         problem = ("holds binary data (NUL bytes)" if "\x00" in first_line
                    else f"holds {undecodable_detail(first_line)} ({encoding.label})")
