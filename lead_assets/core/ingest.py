@@ -30,16 +30,12 @@ from pandas.core.util.hashing import combine_hash_arrays, hash_array
 from upath import UPath
 
 from lead_assets.core import schema
-from lead_assets.core.reader import (  # noqa: F401 (re-exported: the names callers know)
+from lead_assets.core.reader import (
     CHUNK_ROWS,
-    DEFAULT_MAX_INFLATED_BYTES,
-    DELIMITERS,
-    MAX_ROW_CHARS,
     Chunk,
     FileFormat,
     LeadFileError,
     has_markers,
-    max_inflated_bytes,
     read_header,
     storable,
     text_chunks,

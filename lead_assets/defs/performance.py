@@ -25,7 +25,7 @@ from dagster import (
 from lead_assets.core import warehouse
 from lead_assets.core.evaluation import DEFAULT_TARGETS
 from lead_assets.core.home import PROFILES
-from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_SEQ
+from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
 from lead_assets.defs import freshness
 from lead_assets.defs.policy import OutcomePolicy
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
