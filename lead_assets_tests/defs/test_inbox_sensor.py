@@ -112,6 +112,7 @@ def test_a_million_row_file_is_landed_by_one_cheap_tick(lead_home, instance, mon
     monkeypatch.setattr(reader, "open_binary", lambda p: passes.append(p) or real_open(p))
     monkeypatch.setattr(pd, "read_csv", _forbidden)
     monkeypatch.setattr(ingest, "parse_lead_file", _forbidden)
+    monkeypatch.setattr(ingest, "parse_lead_chunks", _forbidden)
     result, _ = tick(instance)
     (request,) = result.run_requests
     (entry,) = inbox.landed_entries(lead_home)
