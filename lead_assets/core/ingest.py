@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -433,9 +434,11 @@ def sniff_file(path: UPath, first_day: date, today: date, name: str | None = Non
         rows += len(chunk)
         broken += len(chunk.broken)
         bad += [b.row for b in chunk.broken]
-        created = np.array([(f[position].strip() or None) if position < len(f) else None for f in chunk.fields],
-                           dtype=object)
-        day = _dates(created).astype("datetime64[D]")
+        try:
+            created = np.array(list(map(itemgetter(position), chunk.fields)), dtype=object)
+        except IndexError:  # a short row: its created_date is empty
+            created = np.array([f[position] if position < len(f) else "" for f in chunk.fields], dtype=object)
+        day = _dates(created).astype("datetime64[D]")  # parse_created reads " 2021-07-05 " and refuses ""
         usable = ~np.isnat(day) & (day >= first) & (day <= last)
         for key, count in zip(*np.unique(day[usable], return_counts=True)):
             key = str(key)

@@ -296,6 +296,7 @@ class _Lines:
         self.number = 0
         self.suspect = False
         self._later: tuple[str, str | None] | None = None
+        self.block_clean = False  # the last block is ASCII without a NUL: no row of it is suspect
 
     def start(self) -> None:
         self.taken = []
@@ -336,6 +337,7 @@ class _Lines:
             lines.pop()
         if slow or oversize is not None:
             self._later = (slow, oversize)
+        self.block_clean = fast.isascii() and "\x00" not in fast
         return lines
 
     def _give_back_text(self, text: str, oversize: str | None) -> None:
@@ -434,17 +436,16 @@ def pieces(text: IO[str], delimiter: str) -> Iterator[Chunk]:
             if block is not None:
                 lines.count(len(block))
                 lines.later()
-                piece = Chunk()
-                ascii_only = all(line.isascii() and "\x00" not in line for line in block)
-                for fields, line in zip(csv.reader(block, delimiter=delimiter, strict=True), block):
-                    if _is_blank(fields):
-                        continue
-                    row += 1
-                    piece.fields.append(fields)
-                    piece.rows.append(row)
-                    piece.suspect.append(False if ascii_only else (not line.isascii() or "\x00" in line))
-                if width is None and piece.fields:
-                    width = len(piece.fields[0])
+                read = list(csv.reader(block, delimiter=delimiter, strict=True))
+                suspect = ([False] * len(block) if lines.block_clean
+                           else [not line.isascii() or "\x00" in line for line in block])
+                if not all(f and (len(f) > 1 or f[0].strip()) for f in read):  # blank lines are not rows
+                    kept = [i for i, f in enumerate(read) if not _is_blank(f)]
+                    read, suspect = [read[i] for i in kept], [suspect[i] for i in kept]
+                piece = Chunk(read, list(range(row + 1, row + 1 + len(read))), suspect)
+                row += len(read)
+                if width is None and read:
+                    width = len(read[0])
                 yield piece
                 continue
         lines.start()
