@@ -360,11 +360,9 @@ class _Lines:
             self._later = None
             self._give_back_text(text, oversize)
 
-    def count(self, lines: int) -> int:
-        """Number the lines of a block; returns the number of its first line."""
-        first = self.number + 1
+    def count(self, lines: int) -> None:
+        """Number the lines of a block read at once."""
         self.number += lines
-        return first
 
     def _skip_line(self) -> int:
         """Read past the rest of a line that is too long, without holding it; returns its length."""
