@@ -22,6 +22,7 @@ from pathlib import Path
 from benchmarks.harness import (BIN, ROOT, Result, markdown, median_of, progress, run_python, save_json,
                                 stop_server, timed)
 from benchmarks.model_real import bench_model_real
+from benchmarks.outcomes import bench_outcomes
 from benchmarks.serving import bench_serving
 
 SIZES = {
@@ -674,7 +675,7 @@ def bench_wall_times(work: Path) -> list[Result]:
     ]
 
 
-SECTIONS = ("training", "scoring", "model", "backfill", "scale", "drop", "tick", "serving", "wall")
+SECTIONS = ("training", "scoring", "model", "backfill", "scale", "drop", "tick", "serving", "outcomes", "wall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -711,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_tick(size, work)
         if "serving" in only:
             results += bench_serving(args.quick, work, env_for, free_port)
+        if "outcomes" in only:
+            results += bench_outcomes(args.quick, work)
         if "wall" in only and not args.quick:
             results += bench_wall_times(work)
     finally:

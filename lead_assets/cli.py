@@ -84,16 +84,18 @@ def cmd_land(args) -> int:
 
 
 def cmd_withdraw(args) -> int:
-    """Take a landed file back; the inbox sensor re-runs its days without it."""
+    """Take a landed file back (never parsing it); the inbox sensor re-runs its days without it."""
     from lead_assets.core import landed
+    from lead_assets.core.ingest import first_day_setting
 
     home = _require_home(args)
-    first_day = date.fromisoformat(os.environ.get("LEAD_ASSETS_START_DATE", "2021-07-01"))
-    entry = landed.withdraw(home, args.file, args.reason, first_day, datetime.now(timezone.utc).date())
+    entry = landed.withdraw(home, args.file, args.reason, first_day_setting(), datetime.now(timezone.utc).date())
     days = sorted(entry.days)
-    print(f"{entry.file} ({entry.sha256[:12]}) withdrawn to {home.quarantine / entry.landed_as}; "
-          f"{len(days)} day(s) {days[0] if days else ''}..{days[-1] if days else ''} re-run at the next "
-          "inbox_sensor tick (or: dagster asset materialize --select raw_leads+ --partition-range ...)")
+    then = (f"{len(days)} day(s) {days[0] if days else ''}..{days[-1] if days else ''} re-run at the next "
+            "inbox_sensor tick (or: dagster asset materialize --select raw_leads+ --partition-range ...)"
+            if entry.kind == "leads" else "its outcomes leave the labels at the next inbox_sensor tick "
+            "(lead_outcomes re-runs the days they were attached to)")
+    print(f"{entry.file} ({entry.sha256[:12]}) withdrawn to {home.quarantine / entry.landed_as}; {then}")
     return 0
 
 

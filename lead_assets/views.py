@@ -48,13 +48,9 @@ def connect(home):
         available.append("ingest_log")
     events = home.warehouse / "outcome_events"
     if events.exists() and any(events.glob("*.parquet")):
-        leads = ("(SELECT lead_id, created_date FROM raw_leads)" if "raw_leads" in available
-                 else "(SELECT NULL::VARCHAR AS lead_id, NULL::TIMESTAMP AS created_date WHERE false)")
-        con.execute(  # attached or pending is decided now, against the leads ingested so far
-            "CREATE VIEW lead_outcomes AS SELECT e.*, strftime(r.created_date, '%Y-%m-%d') AS day, "
-            "CASE WHEN r.lead_id IS NULL THEN 'pending' ELSE 'attached' END AS status "
-            f"FROM read_parquet({_quote(f'{events}/*.parquet')}, union_by_name=true) e "
-            f"LEFT JOIN {leads} r USING (lead_id)")
+        source = f"read_parquet({_quote(f'{events}/*.parquet')}, union_by_name=true)"
+        judged = "status" in {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        con.execute(_lead_outcomes_view(source, available, judged))
         available.append("lead_outcomes")
     performance = home.warehouse / "model_performance.parquet"
     if performance.exists():
@@ -65,6 +61,31 @@ def connect(home):
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con, available
+
+
+def _lead_outcomes_view(events: str, available: list[str], judged: bool) -> str:
+    """Every accepted row of every outcomes file with its status, decided against the warehouse now:
+    pending (no such lead yet), rejected (dated before its lead: in rejected_leads), attached or
+    unchanged (as outcome_history records it: did it set or change the label?), else what
+    lead_outcomes judged (a relabel it asked for has not run yet)."""
+    leads = ("(SELECT lead_id, created_date FROM raw_leads)" if "raw_leads" in available
+             else "(SELECT NULL::VARCHAR AS lead_id, NULL::TIMESTAMP AS created_date WHERE false)")
+    history = ("(SELECT source_sha256, source_row, label_changed FROM outcome_history "
+               "WHERE via = 'outcomes_file')" if "outcome_history" in available else
+               "(SELECT NULL::VARCHAR AS source_sha256, NULL::BIGINT AS source_row, NULL::BOOLEAN AS label_changed "
+               "WHERE false)")
+    refused = ("(SELECT source_sha256, source_row FROM rejected_leads WHERE rule = 'outcome_before_lead')"
+               if "rejected_leads" in available else
+               "(SELECT NULL::VARCHAR AS source_sha256, NULL::BIGINT AS source_row WHERE false)")
+    return (
+        f"CREATE VIEW lead_outcomes AS SELECT e.*{' EXCLUDE (status)' if judged else ''}, "
+        "strftime(r.created_date, '%Y-%m-%d') AS day, "
+        "CASE WHEN r.lead_id IS NULL THEN 'pending' WHEN x.source_row IS NOT NULL THEN 'rejected' "
+        "WHEN h.label_changed IS NOT NULL THEN (CASE WHEN h.label_changed THEN 'attached' ELSE 'unchanged' END) "
+        f"ELSE {'coalesce(e.status, ' if judged else '('}'attached') END AS status "
+        f"FROM {events} e LEFT JOIN {leads} r USING (lead_id) "
+        f"LEFT JOIN {history} h ON h.source_sha256 = e.source_sha256 AND h.source_row = e.source_row "
+        f"LEFT JOIN {refused} x ON x.source_sha256 = e.source_sha256 AND x.source_row = e.source_row")
 
 
 def run_query(home, sql: str):

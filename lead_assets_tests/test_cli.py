@@ -61,3 +61,28 @@ def test_withdraw_takes_a_landed_file_back(lead_home, capsys):
     assert inbox.landed_entries(lead_home) == []
     assert main(["withdraw", "wrong.csv"]) == 2
     assert "matches 0 landed files" in capsys.readouterr().err
+
+
+def test_withdraw_refuses_an_empty_or_too_short_name(lead_home, capsys):
+    """``withdraw ""`` matched every landed file (issue #20): with one file landed, it withdrew it."""
+    from lead_assets.core import inbox
+    from lead_assets_tests.factories import raw_leads
+
+    path = lead_home.inbox / "only.csv"
+    raw_leads(3, "2021-07-09").to_csv(path.path, index=False)
+    inbox.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
+    for key in ("", "  ", "a"):
+        assert main(["withdraw", key]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("sha256" in err or "name" in err), err
+    assert [e.file for e in inbox.landed_entries(lead_home)] == ["only.csv"]
+
+
+def test_withdraw_of_an_outcomes_file_says_what_happens_next(lead_home, capsys):
+    from lead_assets.core import inbox
+
+    path = lead_home.inbox / "crm.csv"
+    path.write_text("lead_id,app_complete_flag\na1,1\n")
+    inbox.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
+    assert main(["withdraw", "crm.csv"]) == 0
+    assert "lead_outcomes" in capsys.readouterr().out

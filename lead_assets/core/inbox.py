@@ -100,6 +100,8 @@ class LedgerEntry(_DaySpan):
     inflated_bytes: int = 0
     lead_ids_given: bool = False
     kind: str = "leads"  # leads | outcomes (a narrow file of labels for leads already ingested)
+    encoding: str | None = None  # how the bytes were read (core.reader), e.g. "utf-16 with BOM"
+    rows_unreadable: int = 0  # rows the reader could not read (a stray quote, ...): rejected rows in the run
 
 
 def is_ignored(name: str) -> bool:
@@ -283,6 +285,8 @@ def _receive(home: LeadHome, path: UPath, first_day: date, today: date) -> Ledge
     entry.inflated_bytes = sniff.format.inflated_bytes
     entry.lead_ids_given = LEAD_ID in sniff.format.columns
     entry.kind = sniff.format.kind
+    entry.encoding = sniff.format.encoding.label
+    entry.rows_unreadable = sniff.broken_rows
     entry.landed_as = target.name
     record(home, entry)  # intent first: a crash before the move leaves the file in the inbox
     write_entry(home, entry, key=sha)
@@ -327,12 +331,32 @@ def refuse_link(home: LeadHome, link: UPath) -> LedgerEntry:
     return entry
 
 
+MIN_KEY_CHARS = 6  # a shorter sha256 prefix names a file by luck, not by intent
+
+
 def find_landed(home: LeadHome, key: str) -> IndexRecord:
-    """The one landed file whose sha256 starts with ``key`` or whose original name is ``key``."""
-    matches = [e for e in landed_entries(home, kind=None) if e.sha256.startswith(key.lower()) or e.file == key]
+    """The one landed file whose original name is ``key`` or whose sha256 starts with ``key``.
+
+    An empty or blank key, or a sha256 prefix shorter than ``MIN_KEY_CHARS`` that is not a
+    file's name, is refused before anything is matched: it would match every file or a random one.
+    """
+    given = (key or "").strip()
+    entries = landed_entries(home, kind=None)
+    if not given:
+        raise ValueError("name the file to withdraw: its original name or at least "
+                         f"{MIN_KEY_CHARS} characters of its sha256 (an empty name would match every landed file)")
+    by_name = [e for e in entries if e.file == given]
+    if by_name:
+        matches = by_name
+    elif len(given) < MIN_KEY_CHARS:
+        raise ValueError(f"{given!r} is no landed file's name, and a sha256 prefix needs at least "
+                         f"{MIN_KEY_CHARS} characters")
+    else:
+        matches = [e for e in entries if e.sha256.startswith(given.lower())]
     if len(matches) != 1:
         found = ", ".join(f"{e.file} ({e.sha256[:12]})" for e in matches[:5])
-        raise ValueError(f"{key!r} matches {len(matches)} landed files" + (f": {found}" if found else ""))
+        raise ValueError(f"{given!r} matches {len(matches)} landed files" + (f": {found}" if found else "")
+                         + ("; give more of the sha256" if len(matches) > 1 else ""))
     return matches[0]
 
 

@@ -1,9 +1,11 @@
 """Online scoring: raw leads as a web form or CRM webhook sends them, scored like the batch.
 
-One lead at a time cannot run the file ingest (``core.ingest.parse_lead_file`` types and checks
-a whole file column by column: about 80 ms for one row), so :func:`type_leads` applies the
-same row rules to a frame of records, with ingest's own date parser, count limit and lead-id
-hash (``lead_assets_tests/core/test_online.py`` holds it to ``parse_lead_file`` row for row).
+A request's records go through the batch's own row rules (:func:`lead_assets.core.ingest.type_lead_rows`,
+the function every file row goes through), so the two cannot drift: a JSON value is read as
+the text a CSV cell holding it would have (``true`` is the text ``true``, which is not a count;
+``3`` is ``"3"``; null is an empty cell) and then judged as a file row is. Only what a file
+cannot send is judged here: a JSON object or array where a value belongs (``wrong_type``), a
+request without the required fields (``missing_field``) or without records (``no_leads``).
 Cleaning, features, probability, bucket and reasons are the batch's own functions
 (``clean_leads``, ``build_features``, ``score_leads``), so a lead scored online and in
 ``scored_leads`` by the same model version gets the same probability and reasons.
@@ -38,9 +40,9 @@ import pandas as pd
 from lead_assets.core import schema
 from lead_assets.core.clean import clean_leads
 from lead_assets.core.features import build_features
-from lead_assets.core.ingest import MAX_COUNT, lead_ids, parse_created_series
+from lead_assets.core.ingest import RowReasons, first_day_setting, json_cells, now_utc, type_lead_rows
 from lead_assets.core.model import LeadModel
-from lead_assets.core.schema import CITY, CREATED_DATE, LABEL, LEAD_ID, REFERRED
+from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 from lead_assets.core.scoring import BucketConfig, reason_details, score_leads
 
 CUTOFF_FILE_ENV = "LEAD_ASSETS_CUTOFF_FILE"
@@ -68,99 +70,38 @@ def _problem(record, field: str, rule: str, detail: str) -> dict:
     return {"record": None if record is None else int(record), "field": field, "rule": rule, "detail": detail}
 
 
-def _text(values: pd.Series) -> np.ndarray:
-    """Stripped text, blanks and nulls as None (as ingest reads a CSV field); non-text as its str().
-
-    Plain Python over the values: a request holds one to a few thousand leads, where this is
-    several times faster than the same steps as pandas string operations.
-    """
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values.tolist()):
-        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-            out[i] = None
-        else:
-            out[i] = (value if isinstance(value, str) else str(value)).strip() or None
-    return out
-
-
-def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """float64 counts and where a value was given but is not a number (booleans are not numbers)."""
-    if values.dtype.kind in "fiu":
-        return values.to_numpy(dtype="float64"), np.zeros(len(values), dtype=bool)
-    given = values.notna().to_numpy(dtype=bool)
-    objects = values.astype(object)
-    bad_type = np.array([isinstance(v, bool | dict | list) for v in objects], dtype=bool)
-    number = pd.to_numeric(pd.Series(_text(objects.where(~bad_type, None)), dtype=object), errors="coerce")
-    number = number.to_numpy(dtype="float64")
-    return number, (given & np.isnan(number)) | bad_type
-
-
 def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Records (raw CodePro fields; ``lead_id`` optional) to typed leads, as ingest types a file's rows.
+    """Records (raw CodePro fields; ``lead_id`` optional) to typed leads, by the batch's row rules.
 
-    Raises :class:`InvalidLeads` naming every broken rule: a missing required field, an
-    unparseable or future ``created_date``, a count that is not a number, negative or absurd, a
-    referral that is not 0/1, the same lead twice. Fields the schema does not know are ignored.
+    Raises :class:`InvalidLeads` naming, for every record that breaks a rule, the record, the
+    field, the rule and what is wrong (the first rule it breaks, in the order a file row is
+    judged); a request without records or without a required field is refused as a whole.
+    Fields the schema does not know are ignored.
     """
     if not isinstance(records, pd.DataFrame):
         raise InvalidLeads([_problem(None, "(request)", "wrong_shape", "leads must be a table of records")])
     if records.empty:
-        raise InvalidLeads([_problem(None, "(request)", "no_leads", "the request holds no lead records")])
+        raise InvalidLeads([_problem(None, "(request)", "no_leads",
+                                     "the request holds no lead records (dataframe_records is empty)")])
     records = records.reset_index(drop=True)
-    problems: list[dict] = []
     missing = [c for c in schema.required_columns() if c not in records.columns]
-    problems += [_problem(None, c, "missing_field", f"{c} is required in every record") for c in missing]
-    if problems:
-        raise InvalidLeads(problems)
-
-    def flag(mask, field: str, rule: str, detail):
-        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
-            problems.append(_problem(i, field, rule, detail(i) if callable(detail) else detail))
-
-    given_date = _text(records[CREATED_DATE])
-    created = parse_created_series(pd.Series(given_date, dtype=object))
-    missing_date = pd.isna(given_date)
-    flag(missing_date, CREATED_DATE, "missing_field", "created_date is required (YYYY-MM-DD[ HH:MM:SS])")
-    flag(~missing_date & created.isna().to_numpy(), CREATED_DATE, "unparseable_date",
-         lambda i: f"{given_date[i]!r} is not a date (YYYY-MM-DD, YYYY-M-D or YYYYMMDD, optional time)")
-    now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else now
-    flag((created > now).to_numpy(), CREATED_DATE, "date_in_future",
-         lambda i: f"{given_date[i]!r} is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)")
-
-    columns: dict[str, object] = {CREATED_DATE: created,
-                                  CITY: np.array([c and c.lower() for c in _text(records[CITY])], dtype=object)}
-    for column in schema.LEVEL_COLUMNS:
-        columns[column] = _text(records[column])
-    numeric = schema.numeric_columns()
-    values = np.full((len(records), len(numeric)), np.nan)
-    for j, column in enumerate(numeric):
-        if column in records.columns:
-            value, not_number = _numbers(records[column])
-            flag(not_number, column, "not_a_number", lambda i, c=column: f"{c} is not a number: {records[c][i]!r}")
-            values[:, j] = value
-    with np.errstate(invalid="ignore"):
-        for j, column in enumerate(numeric):
-            flag(values[:, j] < 0, column, "negative_count", lambda i, j=j, c=column: f"{c} is negative: {values[i, j]:g}")
-            flag(values[:, j] > MAX_COUNT, column, "absurd_count",
-                 lambda i, j=j, c=column: f"{c} is above {MAX_COUNT:g}: {values[i, j]:g}")
-    referred = values[:, numeric.index(REFERRED)]
-    flag(~np.isnan(referred) & ~np.isin(referred, [0.0, 1.0]), REFERRED, "not_binary",
-         lambda i: f"referred_lead must be 0 or 1, not {referred[i]:g}")
-    typed = pd.concat([pd.DataFrame(columns), pd.DataFrame(values, columns=list(numeric))], axis=1)
-    typed[LABEL] = pd.array([pd.NA] * len(typed), dtype="Int8")
-    if problems:
-        raise InvalidLeads(sorted(problems, key=lambda p: (p["record"] is not None, p["record"] or 0)))
-
-    ids = _text(records[LEAD_ID]) if LEAD_ID in records.columns else np.full(len(typed), None, dtype=object)
-    derive = pd.isna(ids)
-    if derive.any():  # hashing every field costs more than the rest of typing: only where no id was given
-        ids[derive] = lead_ids(typed[derive].reset_index(drop=True))  # lead_ids aligns on a 0..n-1 index
-    typed.insert(0, LEAD_ID, ids.astype(str))
-    duplicate = pd.Series(ids).duplicated(keep="first").to_numpy()
-    if duplicate.any():
-        first = {v: i for i, v in reversed(list(enumerate(ids)))}
-        flag(duplicate, LEAD_ID, "duplicate_in_request", lambda i: f"same lead as record {first[ids[i]]}")
-        raise InvalidLeads(problems)
+    if missing:
+        raise InvalidLeads([_problem(None, c, "missing_field", f"{c} is required in every record") for c in missing])
+    known = {LEAD_ID, *schema.required_columns(), *schema.reference().interaction_columns}
+    reasons = RowReasons(len(records))
+    cells = {}
+    for column in records.columns:
+        if column in known:
+            cells[column], wrong = json_cells(records[column].tolist())
+            reasons.add(wrong, "wrong_type", column,
+                        lambda i, c=column: f"{c} must be a text or a number, not {type(records[c][i]).__name__}")
+    now = now_utc() if now is None else now
+    typed = type_lead_rows(cells, reasons, first_day=first_day_setting(), today=now.date(), now=now,
+                           duplicate_rule="duplicate_in_request", unit="record")
+    broken = np.flatnonzero(reasons.any())
+    if len(broken):
+        raise InvalidLeads([_problem(i, reasons.column[i] or "(record)", reasons.rule[i], reasons.detail[i])
+                            for i in broken])
     return typed
 
 

@@ -153,19 +153,20 @@ def _code_path(folder: Path) -> str:
 
 
 def raw_input_schema():
-    """The served model's input: a raw CodePro lead as a web form or webhook has it."""
-    from mlflow.types.schema import ColSpec, Schema
+    """The served model's input: a raw CodePro lead as a web form or webhook has it.
+
+    Every field is ``Any`` and optional for MLflow, so the model gets the JSON values as sent and
+    the batch's row rules judge them (``core.online.type_leads``): had MLflow cast them first,
+    ``referred_lead: true`` would be scored as 1, an object in a text field as its ``str()``,
+    and an empty ``dataframe_records`` refused as seven missing fields. Which fields are
+    required, and every rule, is the batch's (README, "Data quality").
+    """
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     from lead_assets.core import schema
 
-    text = [schema.CREATED_DATE, schema.CITY, *schema.LEVEL_COLUMNS]
-    counts = [schema.LEADS_DROPPED, schema.REFERRED]
-    return Schema([
-        ColSpec("string", schema.LEAD_ID, required=False),
-        *[ColSpec("string", c) for c in text],
-        *[ColSpec("double", c) for c in counts],
-        *[ColSpec("double", c, required=False) for c in schema.reference().interaction_columns],
-    ])
+    return Schema([ColSpec(AnyType(), c, required=False) for c in
+                   (schema.LEAD_ID, *schema.required_columns(), *schema.reference().interaction_columns)])
 
 
 def params_schema():

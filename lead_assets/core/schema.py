@@ -29,6 +29,9 @@ OUTCOME_AT = "outcome_at"
 OUTCOME_SOURCE = "outcome_source"
 OUTCOME_SEQ = "outcome_seq"
 
+# The first lead day when LEAD_ASSETS_START_DATE does not say (the partitions start there).
+DEFAULT_FIRST_DAY = "2021-07-01"
+
 LEVEL_COLUMNS: tuple[str, ...] = (PLATFORM, MEDIUM, SOURCE)
 OTHERS = "others"
 MISSING = "missing"

@@ -21,7 +21,7 @@ from dagster import (
 
 from lead_assets.core import inbox, landed, warehouse
 from lead_assets.core.home import LeadHome
-from lead_assets.core.ingest import REJECTED_COLUMNS, parse_lead_file
+from lead_assets.core.ingest import REJECTED_COLUMNS, parse_lead_chunks
 from lead_assets.core.outcomes import HISTORY_COLUMNS
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_AT, OUTCOME_SEQ, OUTCOME_SOURCE
 from lead_assets.core.warehouse import DayStream
@@ -65,9 +65,12 @@ def raw_leads(context: AssetExecutionContext, lead_home: LeadHomeResource) -> Da
     summary = IngestSummary(days)
 
     def frames():
+        index = None  # every outcomes file's events, read once for all chunks (a chunk looks up its own leads)
         for group in warehouse.plan_chunks(list(rows_per_day.items()), chunk_rows, chunk_days):
+            if index is None:
+                index = landed.OutcomeIndex(home, lead_home.first_date, lead_home.today())
             found = landed.leads_for_days(home, group, lead_home.first_date, lead_home.today(),
-                                          parse=parse_lead_file)
+                                          parse=parse_lead_chunks, index=index)
             leads = found.leads if found.leads is not None else _empty_raw()
             _write_rejected(home, group, found.rejected)
             _write_history(home, group, found.history)
@@ -83,7 +86,8 @@ class IngestSummary:
     def __init__(self, days: list[str]):
         self.days = days
         self.counts = dict.fromkeys(("leads", "duplicates_across_files", "labelled", "relabelled_by_re_exports",
-                                     "outcome_conflicts", "outcomes_from_outcome_files", "rejected_rows"), 0)
+                                     "outcome_conflicts", "outcomes_from_outcome_files", "new_outcomes",
+                                     "outcomes_before_lead", "rejected_rows"), 0)
         self.files: dict[str, dict] = {}
         self.not_yet_landed: set[str] = set()
         self.per_day: dict[str, int] = {}
@@ -99,6 +103,8 @@ class IngestSummary:
         self.counts["outcome_conflicts"] += found.conflicts
         self.counts["outcomes_from_outcome_files"] += int((history["via"] == "outcomes_file").sum()) \
             if history is not None else 0
+        self.counts["new_outcomes"] += int(history["label_changed"].sum()) if history is not None else 0
+        self.counts["outcomes_before_lead"] += found.refused_outcomes
         self.counts["rejected_rows"] += int(rejects["day"].notna().sum()) if len(rejects) else 0
         for row in found.files:
             kept = self.files.setdefault(row["sha256"], {**row, "rows_in_run": 0, "rejected_in_run": 0})

@@ -25,7 +25,7 @@ from dagster import (
 from lead_assets.core import warehouse
 from lead_assets.core.evaluation import DEFAULT_TARGETS
 from lead_assets.core.home import PROFILES
-from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_SEQ
+from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
 from lead_assets.defs import freshness
 from lead_assets.defs.policy import OutcomePolicy
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
@@ -45,11 +45,12 @@ def _profiles(root) -> dict[str, dict]:
 
 def _outcomes_since(history: pd.DataFrame, profiles: dict[str, dict], versions) -> dict[str, int]:
     """Outcome events that landed after each version was trained (ledger sequence numbers)."""
-    seqs = pd.to_numeric(history[OUTCOME_SEQ], errors="coerce") if len(history) else pd.Series(dtype=float)
+    from lead_assets.core.outcomes import new_outcomes_since
+
     out = {}
     for version in versions:
         trained = profiles.get(version, {}).get("ledger_seq")
-        out[version] = int((seqs > trained).sum()) if trained is not None else 0
+        out[version] = new_outcomes_since(history, trained) if trained is not None else 0
     return out
 
 
@@ -72,7 +73,7 @@ def model_performance(context: AssetExecutionContext, lead_home: LeadHomeResourc
     labels[LABEL] = outcomes.matured_labels(labels, outcome_policy.label_maturity_days, lead_home.today())
     profiles = _profiles(home.warehouse)
     table = performance.realised(scores, labels, {v: p.get("trained_until") for v, p in profiles.items()})
-    history = warehouse.read_columns(home.warehouse, "outcome_history", [OUTCOME_SEQ])
+    history = warehouse.read_columns(home.warehouse, "outcome_history", list(outcomes.NEW_OUTCOME_COLUMNS))
     since = _outcomes_since(history, profiles, table["model_version"].unique())
     pooled = table["week"] == performance.ALL_WEEKS
     table["outcomes_since_training"] = table["model_version"].map(since).where(pooled)

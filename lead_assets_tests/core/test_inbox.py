@@ -140,12 +140,20 @@ def test_a_truncated_gzip_is_quarantined(lead_home):
     assert _reasons(lead_home) == {"cut.csv.gz": "truncated_file"}
 
 
-def test_a_field_over_16_mib_is_quarantined_with_its_row(lead_home):
+def test_a_field_over_16_mib_is_one_rejected_row_not_a_quarantined_file(lead_home):
+    """One bad row never sends the file's good leads to quarantine (issue #20)."""
+    from lead_assets.core.ingest import parse_lead_file
+
     frame = raw_leads(3)
-    frame.loc[1, "city_mapped"] = "x" * (17 * 1024 * 1024)
+    frame.loc[1, "city_mapped"] = "x" * (20 * 1024 * 1024)
     entry = inbox.receive(lead_home, _drop(lead_home, "huge.csv", frame), FIRST, TODAY)
-    assert (entry.status, entry.rule) == ("quarantined", "malformed_csv")
-    assert "row 3" in entry.detail and _reasons(lead_home) == {"huge.csv": "malformed_csv"}
+    assert (entry.status, entry.rows_read, entry.rows_unreadable) == ("accepted", 3, 1)
+    parsed = parse_lead_file(lead_home.landing / entry.landed_as, name="huge.csv", sha256=entry.sha256,
+                             first_day=FIRST, today=TODAY)
+    assert parsed.accepted["source_row"].tolist() == [2, 4]
+    (row,) = parsed.rejected.to_dict(orient="records")
+    assert (row["source_row"], row["rule"]) == (3, "row_too_large") and "20,971" in row["detail"]
+    assert len(row["raw"]) < 3000  # the rejected row keeps the start of its text, not 20 MiB
 
 
 def test_a_240_character_name_is_landed_or_quarantined(lead_home):
@@ -272,3 +280,22 @@ def test_withdrawing_a_file_moves_it_to_quarantine_and_records_a_change(lead_hom
 def _reasons(home) -> dict[str, str]:
     found = [json.loads(p.read_text()) for p in home.quarantine.iterdir() if p.name.endswith(".reason.json")]
     return {r["file"]: r["rule"] for r in found}
+
+
+@pytest.mark.parametrize("key", ["", "   ", "\t", "a", "0"])
+def test_withdrawing_needs_a_name_or_enough_of_a_sha256(lead_home, key):
+    """``withdraw ""`` once matched every landed file (issue #20): a key too short to mean one file is refused."""
+    inbox.receive(lead_home, _drop(lead_home, "only.csv"), FIRST, TODAY)
+    with pytest.raises(ValueError, match="name|sha256"):
+        inbox.find_landed(lead_home, key)
+    assert [e.file for e in inbox.landed_entries(lead_home)] == ["only.csv"]
+
+
+def test_a_file_is_found_by_its_name_or_a_sha256_prefix(lead_home):
+    entry = inbox.receive(lead_home, _drop(lead_home, "a.csv"), FIRST, TODAY)
+    other = inbox.receive(lead_home, _drop(lead_home, "b.csv", raw_leads(4, seed=3)), FIRST, TODAY)
+    assert inbox.find_landed(lead_home, " a.csv ").sha256 == entry.sha256
+    assert inbox.find_landed(lead_home, entry.sha256[:6].upper()).sha256 == entry.sha256
+    assert inbox.find_landed(lead_home, other.sha256).file == "b.csv"
+    with pytest.raises(ValueError, match="matches 0 landed files"):
+        inbox.find_landed(lead_home, "zzzzzzzz")

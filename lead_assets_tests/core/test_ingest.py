@@ -1,6 +1,7 @@
 """Reading lead files: formats, row rules, row numbers and stable lead ids."""
 
 import gzip
+import json
 from datetime import date
 
 import numpy as np
@@ -265,3 +266,37 @@ def test_lead_ids_equal_the_frame_hash_they_are_defined_as():
     reference = pd.util.hash_pandas_object(parts, index=False, hash_key=_LEAD_ID_HASH_KEY).to_numpy()
     assert lead_ids(typed).tolist() == np.char.mod("%016x", reference.astype(np.uint64)).tolist()
     assert lead_ids(typed.iloc[:0]).tolist() == []
+
+
+# ------------------------------------------------------------------ one lead-id rule (issue #20)
+LEAD_IDS = [("LEAD 17", True), ("ü-42", True), ("crm:77/a#b@x.y", True), ("李-9", True),
+            ("a\tb", False), ("x" * 129, False), ("a\u200bb", False), ("\x01x", False)]
+
+
+@pytest.mark.parametrize(("lead_id", "ok"), LEAD_IDS)
+def test_one_lead_id_rule_for_lead_files_outcomes_files_and_online_requests(tmp_path, lead_id, ok):
+    """Issue #20: lead files accepted any id and outcomes files rejected the same ids, so such a lead
+    could never get an outcome. Now one rule decides, and all three paths follow it."""
+    from lead_assets.core import online
+    from lead_assets.core.ingest import parse_outcome_file
+
+    leads = raw_leads(2).assign(lead_id=[lead_id, "other"])
+    file_rules = _parse(_write(tmp_path, leads, name="leads.csv")).rejected["rule"].tolist()
+    outcomes_path = tmp_path / "o.csv"
+    pd.DataFrame({"lead_id": [lead_id, "other"], "app_complete_flag": [1, 0]}).to_csv(outcomes_path, index=False)
+    outcome_rules = parse_outcome_file(UPath(outcomes_path), name="o.csv", sha256="s", today=TODAY).rejected[
+        "rule"].tolist()
+    records = pd.DataFrame(json.loads(leads.drop(columns=schema.LABEL).to_json(orient="records")))
+    try:
+        online.type_leads(records)
+        online_rules = []
+    except online.InvalidLeads as error:
+        online_rules = [p["rule"] for p in error.problems]
+    expected = [] if ok else ["bad_lead_id"]
+    assert file_rules == outcome_rules == online_rules == expected
+
+
+def test_a_lead_id_typed_two_ways_is_one_id(tmp_path):
+    composed, decomposed = "j\u00fcrgen-1", "ju\u0308rgen-1"  # the same ü, as NFC and as NFD
+    parsed = _parse(_write(tmp_path, raw_leads(1).assign(lead_id=[decomposed])))
+    assert parsed.accepted[schema.LEAD_ID].tolist() == [composed]

@@ -94,10 +94,14 @@ def test_missing_fields_empty_requests_and_duplicates_are_refused():
     raw = _raw(1, 5)
     with pytest.raises(online.InvalidLeads, match="created_date: missing_field.*city_mapped: missing_field"):
         online.type_leads(_records(raw).drop(columns=[schema.CREATED_DATE, schema.CITY]))
-    with pytest.raises(online.InvalidLeads, match="record 1: created_date: missing_field"):
+    with pytest.raises(online.InvalidLeads, match="record 1: created_date: unparseable_date: created_date is empty"):
         online.type_leads(_records(raw.assign(created_date=["2021-08-01", " ", *raw[schema.CREATED_DATE][2:]])))
-    with pytest.raises(online.InvalidLeads, match="no_leads"):
+    with pytest.raises(online.InvalidLeads) as empty:
         online.type_leads(_records(raw).iloc[:0])
+    assert [p["rule"] for p in empty.value.problems] == ["no_leads"]
+    with pytest.raises(online.InvalidLeads) as no_columns:
+        online.type_leads(pd.DataFrame())
+    assert [p["rule"] for p in no_columns.value.problems] == ["no_leads"]
     twice = pd.concat([raw.iloc[[0]], raw.iloc[[0]]]).assign(lead_id=None)
     with pytest.raises(online.InvalidLeads, match="record 1: lead_id: duplicate_in_request: same lead as record 0"):
         online.type_leads(_records(twice))
@@ -159,3 +163,77 @@ def test_buckets_from_params_are_checked():
     assert online.bucket_config({"hot_min_probability": 0.9, "warm_min_probability": 0.5}).hot == 0.9
     with pytest.raises(online.InvalidLeads, match="out_of_range"):
         online.bucket_config({"hot_min_probability": 0.3, "warm_min_probability": 0.5})
+
+
+# ------------------------------------------------ online input rules are the batch's (issue #20)
+@pytest.mark.parametrize(("column", "value", "text", "rule"), [
+    (schema.REFERRED, True, "true", "not_a_number"),  # was scored as 1 (MLflow cast the column first)
+    (schema.REFERRED, False, "false", "not_a_number"),
+    (schema.REFERRED, 1, "1", None),
+    (schema.REFERRED, 1.0, "1.0", None),
+    (schema.LEADS_DROPPED, "3", "3", None),
+    (schema.LEADS_DROPPED, " 2 ", " 2 ", None),
+    (schema.LEADS_DROPPED, None, "", None),  # an empty count is missing, in a file as in a request
+    (schema.CITY, None, "", None),
+    (schema.CITY, 12, "12", None),
+    (schema.CREATED_DATE, "1900-01-01", "1900-01-01", "date_before_start"),  # was scored online
+    (schema.CREATED_DATE, None, "", "unparseable_date"),
+    (schema.CREATED_DATE, 20210801, "20210801", None),
+])
+def test_a_json_value_is_judged_as_the_batch_judges_its_text(tmp_path, column, value, text, rule):
+    raw = _raw(1, 5).astype({column: object})
+    record = json.loads(raw.to_json(orient="records"))
+    record[2][column] = value
+    raw.loc[2, column] = text
+    parsed = _parse_file(raw, tmp_path)
+    batch = parsed.rejected[["source_row", "rule", "column"]].values.tolist()
+    try:
+        online.type_leads(pd.DataFrame(record))
+        answer = []
+    except online.InvalidLeads as error:
+        answer = [[p["record"] + 2, p["rule"], p["field"]] for p in error.problems]
+    assert answer == batch == ([] if rule is None else [[4, rule, column]])
+
+
+def test_what_a_file_cannot_hold_is_refused_naming_record_field_and_rule():
+    raw = _raw(1, 5)
+    records = json.loads(raw.to_json(orient="records"))
+    records[1][schema.CITY] = {"name": "pune"}
+    records[2][schema.PLATFORM] = ["Level0"]
+    records[3][schema.SOURCE] = "Level\ud8002"  # a lone surrogate: not text (was a 400 'unexpected error')
+    records[4][schema.LEADS_DROPPED] = float("nan")  # NaN is an empty count, as null is
+    with pytest.raises(online.InvalidLeads) as error:
+        online.type_leads(pd.DataFrame(records))
+    problems = [(p["record"], p["field"], p["rule"]) for p in error.value.problems]
+    assert problems == [(1, schema.CITY, "wrong_type"), (2, schema.PLATFORM, "wrong_type"),
+                        (3, schema.SOURCE, "undecodable_bytes")]
+    assert "{'name'" not in str(error.value) and "must be a text or a number, not dict" in str(error.value)
+
+
+def test_the_registered_model_gets_the_json_values_uncast(model, tmp_path):
+    """Through MLflow's own scoring app: its schema once cast `true` to 1.0 before the rules saw it,
+    and refused an empty dataframe_records as seven missing fields."""
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.pyfunc import scoring_server
+    from starlette.testclient import TestClient
+
+    from lead_assets.core import registry
+
+    mlflow.pyfunc.save_model(str(tmp_path / "m"), python_model=registry._pyfunc_class()(model),
+                             signature=ModelSignature(registry.raw_input_schema(), None, registry.params_schema()))
+    client = TestClient(scoring_server.init(mlflow.pyfunc.load_model(str(tmp_path / "m"))))
+    record = json.loads(_raw(1, 5).iloc[[0]].to_json(orient="records"))[0]
+
+    def post(records):
+        answer = client.post("/invocations", json={"dataframe_records": records})
+        return answer.status_code, answer.json()
+
+    status, body = post([record])
+    assert status == 200 and len(body["predictions"]) == 1
+    status, body = post([dict(record, referred_lead=True)])
+    assert status == 400 and "record 0: referred_lead: not_a_number" in body["message"]
+    status, body = post([dict(record, created_date="1900-01-01")])
+    assert status == 400 and "created_date: date_before_start" in body["message"]
+    status, body = post([])
+    assert status == 400 and "no_leads" in body["message"] and "missing_field" not in body["message"]

@@ -127,7 +127,7 @@ def test_an_outcome_for_an_unknown_lead_is_pending_and_attaches_when_the_lead_ar
 
 
 def test_bad_outcome_rows_are_rejected_with_file_row_and_rule(lead_home):
-    text = _outcomes_csv([("ok1", 1, ""), ("ok2", 2, ""), ("has space", 1, ""), ("", 0, ""),
+    text = _outcomes_csv([("ok1", 1, ""), ("ok2", 2, ""), ("has\ttab", 1, ""), ("", 0, ""),
                           ("ok3", "", ""), ("ok4", 1, "yesterday"), ("ok5", "yes", "")])
     path = lead_home.root / "o.csv"
     path.write_text(text)
@@ -140,14 +140,82 @@ def test_bad_outcome_rows_are_rejected_with_file_row_and_rule(lead_home):
     assert set(parsed.rejected["source_file"]) == {"o.csv"} and parsed.rejected["day"].isna().all()
 
 
-def test_stale_days_are_the_days_whose_labels_miss_a_newer_or_withdrawn_outcome():
-    raw = pd.DataFrame({LEAD_ID: ["a", "b", "c"],
-                        CREATED_DATE: pd.to_datetime(["2021-07-05", "2021-07-06", "2021-07-07"]),
-                        OUTCOME_SEQ: pd.array([4, pd.NA, 2], dtype="Int64")})
-    narrow = pd.DataFrame({LEAD_ID: ["a", "b", "zz"], OUTCOME_SEQ: [4, 5, 5], "source_row": [2, 2, 3]})
-    assert outcomes.stale_days(raw, narrow, {4, 5}) == {"2021-07-06": 1}
-    assert outcomes.stale_days(raw, narrow[narrow[OUTCOME_SEQ] == 5], {4, 5}) == {
-        "2021-07-05": 1, "2021-07-06": 1}  # the file with seq 4 was withdrawn
+def _frames(rows):
+    """Events as lead_outcomes and raw_leads see them: (lead, label, outcome_at, seq, row, via)."""
+    return pd.DataFrame({
+        LEAD_ID: [r[0] for r in rows], LABEL: pd.array([r[1] for r in rows], dtype="Int8"),
+        OUTCOME_AT: pd.to_datetime([r[2] for r in rows], format="mixed"), "source_file": [f"f{r[3]}.csv" for r in rows],
+        "source_sha256": [f"sha{r[3]}" for r in rows], "source_row": [r[4] for r in rows],
+        OUTCOME_SEQ: [r[3] for r in rows], "via": [r[5] if len(r) > 5 else "outcomes_file" for r in rows]})
+
+
+def _leads_frame(rows):
+    return pd.DataFrame({LEAD_ID: [r[0] for r in rows], CREATED_DATE: pd.to_datetime([r[1] for r in rows], format="mixed"),
+                         "lead_seq": [r[2] for r in rows]})
+
+
+def test_the_later_outcome_at_wins_and_a_repeat_is_not_a_new_outcome():
+    leads = _leads_frame([("a", "2021-07-05", 1), ("b", "2021-07-05", 1)])
+    events = _frames([
+        ("a", 1, "2021-07-20", 2, 2), ("a", 0, "2021-07-10", 2, 3),  # one file, two labels: 07-20 wins, not row 3
+        ("b", 0, "2021-07-11", 2, 4),
+        ("a", 1, "2021-07-20", 3, 2), ("b", 0, "2021-07-11", 3, 3),  # tomorrow's export repeats them
+        ("b", 1, "2021-07-25", 4, 2),  # a real change
+        ("b", 0, "2021-07-15", 5, 2),  # older than the label in force: changes nothing
+    ])
+    history, refused = outcomes.resolve(events, leads)
+    assert refused.empty
+    new = history[history[outcomes.LABEL_CHANGED]]
+    assert sorted(zip(new[LEAD_ID], new[OUTCOME_SEQ], new["source_row"])) == [("a", 2, 2), ("b", 2, 4), ("b", 4, 2)]
+    shown = outcomes.in_force(history)
+    assert shown.loc["a", LABEL] == 1 and shown.loc["a", OUTCOME_SEQ] == 2  # the repeat did not move it
+    assert shown.loc["b", LABEL] == 1 and shown.loc["b", OUTCOME_AT] == pd.Timestamp("2021-07-25")
+    assert outcomes.new_outcomes_since(history, 2) == 1 and outcomes.new_outcomes_since(history, 0) == 3
+
+
+def test_an_outcome_dated_before_its_lead_is_refused():
+    leads = _leads_frame([("a", "2021-07-05 12:00", 1)])
+    history, refused = outcomes.resolve(_frames([("a", 1, "2021-07-05 09:00", 2, 2), ("a", 0, "2021-07-06", 3, 2)]),
+                                        leads)
+    assert history[LABEL].tolist() == [0]
+    (row,) = refused.to_dict(orient="records")
+    assert (row["rule"], row["day"], row["source_file"], row["source_row"]) == (
+        "outcome_before_lead", "2021-07-05", "f2.csv", 2)
+    assert "before lead a was created" in row["detail"]
+
+
+def test_an_outcome_that_waited_for_its_lead_counts_when_the_lead_arrives():
+    leads = _leads_frame([("late", "2021-07-05", 7)])
+    history, _ = outcomes.resolve(_frames([("late", 1, "2021-07-06", 3, 2)]), leads)
+    assert history[outcomes.ATTACHED_SEQ].tolist() == [7] and history[outcomes.LABEL_CHANGED].tolist() == [True]
+    assert outcomes.new_outcomes_since(history, 5) == 1  # landed at 3, but applied at 7: after a training at 5
+
+
+def test_new_outcomes_since_reads_a_history_from_before_label_changed():
+    old = pd.DataFrame({OUTCOME_SEQ: [1, 4, 5, 6]})
+    assert outcomes.new_outcomes_since(old, 4) == 2
+    assert outcomes.new_outcomes_since(old.iloc[:0], 0) == 0
+    mixed = pd.DataFrame({OUTCOME_SEQ: [5, 6, 7], outcomes.LABEL_CHANGED: [True, False, None],
+                          outcomes.ATTACHED_SEQ: [5, 6, None]})
+    assert outcomes.new_outcomes_since(mixed, 4) == 2  # 5 is new, 6 a repeat, 7 from before the column
+
+
+def test_judge_reports_each_row_and_the_days_to_re_run():
+    ingested = pd.DataFrame({LEAD_ID: ["a", "b", "c"], CREATED_DATE: pd.to_datetime(["2021-07-05", "2021-07-06",
+                                                                                       "2021-07-07"]),
+                             "lead_seq": [1.0, 1.0, 1.0], LABEL: pd.array([1, pd.NA, 0], dtype="Int8"),
+                             OUTCOME_AT: pd.to_datetime(["2021-07-10", None, "2021-07-02"]),
+                             OUTCOME_SEQ: pd.array([2, pd.NA, 9], dtype="Int64")})
+    narrow = _frames([("a", 1, "2021-07-10", 2, 2), ("a", 1, "2021-07-10", 3, 2),  # a: as stored; then a repeat
+                      ("b", 0, "2021-07-12", 3, 3),  # b: new
+                      ("b", 1, "2021-07-01", 3, 4),  # b: before the lead
+                      ("zz", 1, "2021-07-12", 3, 5)])  # no such lead yet
+    recorded = pd.DataFrame({"source_sha256": ["sha2", "sha9"], "source_row": [2, 2],
+                             "day": ["2021-07-05", "2021-07-07"]})  # sha9 (c's outcome) was withdrawn
+    lead_events = _frames([])
+    status, days = outcomes.judge(narrow, ingested, lead_events, recorded, {"sha2", "sha3"})
+    assert status.tolist() == ["attached", "unchanged", "attached", "rejected", "pending"]
+    assert days == {"2021-07-06": 1, "2021-07-07": 1}  # b gains a label; c's withdrawn outcome leaves
 
 
 def test_maturity_counts_old_silence_as_negative_and_never_a_young_lead():
@@ -178,3 +246,26 @@ def test_withdrawing_an_outcomes_file_takes_its_events_back(lead_home):
     landed.withdraw(lead_home, "crm.csv", "sent by mistake", FIRST, TODAY)
     assert landed.outcome_events(lead_home, FIRST, TODAY).empty
     assert _day(lead_home).leads[LABEL].isna().all()
+
+
+def test_a_daily_cumulative_export_and_a_crlf_copy_add_no_new_outcomes(lead_home):
+    """Issue #20: a CRM exporting every outcome daily, or a file re-saved with other line endings,
+    inflated outcomes_since_training and attached."""
+    _land(lead_home, "leads.csv", raw_leads(4, DAY, labelled=False).assign(lead_id=["a1", "a2", "a3", "a4"]))
+    days = [[("a1", 1, "2021-07-10"), ("a2", 0, "2021-07-10")],
+            [("a3", 1, "2021-07-11")],
+            [("a4", 0, "2021-07-12"), ("a2", 1, "2021-07-12")]]  # a2 changes: a new outcome
+    sent, seqs = [], []
+    for i, rows in enumerate(days):
+        sent += rows
+        seqs.append(_land(lead_home, f"export_{i}.csv", text=_outcomes_csv(sent)).seq)
+    found = _day(lead_home)
+    history = found.history
+    assert len(history) == 2 + 3 + 5 and int(history[outcomes.LABEL_CHANGED].sum()) == 5
+    assert outcomes.new_outcomes_since(history, seqs[0]) == 3  # a3; a4 and a2's change
+    assert found.leads.set_index(LEAD_ID)[LABEL].to_dict() == {"a1": 1, "a2": 1, "a3": 1, "a4": 0}
+    assert found.leads.set_index(LEAD_ID).loc["a1", OUTCOME_SOURCE] == "export_0.csv"  # shown: when it became known
+    crlf = _outcomes_csv(sent).replace("\n", "\r\n")
+    _land(lead_home, "export_2_crlf.csv", text=crlf)
+    again = _day(lead_home).history
+    assert len(again) == len(history) + 5 and int(again[outcomes.LABEL_CHANGED].sum()) == 5

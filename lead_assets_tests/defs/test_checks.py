@@ -182,17 +182,18 @@ def test_assetcheckresult_would_leave_a_range_planned_forever(lead_home, instanc
 
 def test_a_failed_raw_day_stops_cleaning_and_features_in_the_same_run(lead_home, instance, monkeypatch):
     land(lead_home, pd.concat([make_raw(6, D5), make_raw(4, D6, seed=1)]))
-    real, bad = ingest_defs.parse_lead_file, {}
+    real, bad = ingest_defs.parse_lead_chunks, {}
 
     def parse_with_a_bad_row(*args, **kwargs):
-        parsed = real(*args, **kwargs)
-        accepted = parsed.accepted
-        row = accepted.index[accepted[CREATED_DATE].dt.strftime("%Y-%m-%d") == D6][1]
-        accepted.loc[row, REFERRED] = 7.0
-        bad.update({LEAD_ID: accepted.loc[row, LEAD_ID], SOURCE_ROW: int(accepted.loc[row, SOURCE_ROW])})
-        return parsed
+        for part in real(*args, **kwargs):  # the parse comes a chunk at a time (issue #20)
+            accepted = part.accepted
+            rows = accepted.index[accepted[CREATED_DATE].dt.strftime("%Y-%m-%d") == D6]
+            if len(rows) > 1 and not bad:
+                accepted.loc[rows[1], REFERRED] = 7.0
+                bad.update({LEAD_ID: accepted.loc[rows[1], LEAD_ID], SOURCE_ROW: int(accepted.loc[rows[1], SOURCE_ROW])})
+            yield part
 
-    monkeypatch.setattr(ingest_defs, "parse_lead_file", parse_with_a_bad_row)
+    monkeypatch.setattr(ingest_defs, "parse_lead_chunks", parse_with_a_bad_row)
     result = run(instance, ASSETS + CHECKS, D5, D6)
 
     assert not result.success

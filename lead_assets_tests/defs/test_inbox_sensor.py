@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from dagster import AssetMaterialization, build_sensor_context
 
-from lead_assets.core import inbox, ingest
+from lead_assets.core import inbox, ingest, reader
 from lead_assets.defs.ingest import inbox_sensor
 from lead_assets.defs.resources import LeadHomeResource
 from lead_assets_tests.factories import raw_leads
@@ -108,17 +108,18 @@ def test_a_million_row_file_is_landed_by_one_cheap_tick(lead_home, instance, mon
     path.write_text("\n".join(lines) + "\n")
     os.utime(path.path, (time.time() - 10, time.time() - 10))
     passes = []
-    real_open = ingest._open_binary
-    monkeypatch.setattr(ingest, "_open_binary", lambda p: passes.append(p) or real_open(p))
+    real_open = reader.open_binary
+    monkeypatch.setattr(reader, "open_binary", lambda p: passes.append(p) or real_open(p))
     monkeypatch.setattr(pd, "read_csv", _forbidden)
     monkeypatch.setattr(ingest, "parse_lead_file", _forbidden)
+    monkeypatch.setattr(ingest, "parse_lead_chunks", _forbidden)
     result, _ = tick(instance)
     (request,) = result.run_requests
     (entry,) = inbox.landed_entries(lead_home)
     assert entry.rows_read == 1_000_000 and sum(entry.days.values()) == 1_000_000
     assert request.tags["dagster/asset_partition_range_start"] == "2021-07-01"
     assert request.tags["dagster/asset_partition_range_end"] == "2021-11-28"
-    assert len(passes) == 3  # header, one streaming pass for encoding and size, one for created_date
+    assert len(passes) == 3  # the head (header), one streaming pass for encoding and size, one reading the rows
 
 
 def _forbidden(*args, **kwargs):

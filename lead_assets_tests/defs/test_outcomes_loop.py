@@ -86,7 +86,7 @@ def test_outcomes_as_a_narrow_file_and_a_re_export_label_every_lead_once(loop):
     half = len(truth) // 2
     narrow, export = truth.iloc[:half], truth.iloc[half:]
     narrow_text = narrow[["lead_id", "app_complete_flag"]].to_csv(index=False)
-    drop(home, "crm_outcomes.csv", narrow_text + "no-such-lead,1\nbad id!,1\n" + f"{narrow.lead_id.iloc[0]},7\n")
+    drop(home, "crm_outcomes.csv", narrow_text + "no-such-lead,1\nbad\tid,1\n" + f"{narrow.lead_id.iloc[0]},7\n")
     drop(home, "crm_export.csv", export.drop(columns="lead_id").to_csv(index=False))
 
     requests, cursor = tick(instance, cursor)
@@ -244,3 +244,60 @@ def test_performance_refresh_asks_again_for_updates_made_after_its_request(loop)
                                       "dagster/asset_partition_range_end": NEW_DAYS[0]})
     (again,), newer = evaluate(cursor)  # an update after the request: one more run
     assert again.run_key != request.run_key and int(newer) > int(cursor)
+
+
+def _settle(instance, cursor, rounds=6):
+    """Tick and run what the sensor asks for until it asks for nothing (outcomes run, then relabel)."""
+    for _ in range(rounds):
+        requests, cursor = tick(instance, cursor)
+        if not requests:
+            return cursor
+        for request in requests:
+            execute(instance, request)
+    raise AssertionError("the inbox sensor kept asking for runs")
+
+
+def test_a_cumulative_export_counts_each_outcome_once_and_a_withdrawn_file_leaves_the_history(loop):
+    """Issue #20: a CRM that exports every outcome daily must not inflate attached nor
+    outcomes_since_training; the later outcome_at wins; withdrawing a file takes all its events back."""
+    from lead_assets.core import landed, outcomes
+
+    home, instance, _, cursor = loop
+    day = "2021-08-24"
+    leads = synth.generate_leads(day, 1, 30, seed=90, labelled=False).assign(lead_id=[f"cum-{i}" for i in range(30)])
+    drop(home, "cum_leads.csv", leads.to_csv(index=False))
+    cursor = _settle(instance, cursor)
+    trained_at = max(r.seq for r in inbox.read_index(home)[0])
+    sent = []
+    days = [[(f"cum-{i}", i % 2, "2021-08-25 10:00:00") for i in range(10)],
+            [(f"cum-{i}", i % 2, "2021-08-26 10:00:00") for i in range(10, 20)],
+            [(f"cum-{i}", 1, "2021-08-27 10:00:00") for i in (0, 2)]  # two changes, 0 -> 1
+            + [("cum-1", 0, "2021-08-25 09:00:00"),  # older than the label in force: no change
+               ("cum-3", 0, "2021-08-01 10:00:00")]]  # before the lead was created: a rejected row
+    for n, rows in enumerate(days):
+        sent += rows
+        text = "lead_id,app_complete_flag,outcome_at\n" + "".join(f"{a},{b},{c}\n" for a, b, c in sent)
+        drop(home, f"cum_export_{n}.csv", text)
+        cursor = _settle(instance, cursor)
+    status = run_query(home, "SELECT source_file, status, count(*) AS n FROM lead_outcomes "
+                             "WHERE source_file LIKE 'cum_export_%' GROUP BY ALL ORDER BY ALL")
+    counts = {(f, s): n for f, s, n in status.itertuples(index=False)}
+    assert counts == {("cum_export_0.csv", "attached"): 10,
+                      ("cum_export_1.csv", "attached"): 10, ("cum_export_1.csv", "unchanged"): 10,
+                      ("cum_export_2.csv", "attached"): 2, ("cum_export_2.csv", "unchanged"): 21,
+                      ("cum_export_2.csv", "rejected"): 1}
+    refused = run_query(home, "SELECT source_row, rule FROM rejected_leads WHERE source_file = 'cum_export_2.csv'")
+    assert refused.values.tolist() == [[25, "outcome_before_lead"]]
+    labels = warehouse.read_partitions(home.warehouse, "raw_leads", [day]).set_index("lead_id")["app_complete_flag"]
+    assert labels["cum-0"] == 1 and labels["cum-2"] == 1 and labels["cum-1"] == 1 and labels["cum-4"] == 0
+    history = warehouse.read_partitions(home.warehouse, "outcome_history", [day])
+    assert outcomes.new_outcomes_since(history, trained_at) == 22  # not 10 + 20 + 23 rows sent
+
+    landed.withdraw(home, "cum_export_1.csv", "sent twice by mistake", FIRST, TODAY)
+    cursor = _settle(instance, cursor)
+    history = warehouse.read_partitions(home.warehouse, "outcome_history", [day])
+    assert "cum_export_1.csv" not in set(history["source_file"])  # also where it was not the label in force
+    assert run_query(home, "SELECT count(*) AS n FROM lead_outcomes WHERE source_file = 'cum_export_1.csv'")[
+        "n"].tolist() == [0]
+    labels = warehouse.read_partitions(home.warehouse, "raw_leads", [day]).set_index("lead_id")["app_complete_flag"]
+    assert labels["cum-12"] == 0 and labels["cum-0"] == 1  # export 2 still carries every row export 1 did
