@@ -295,6 +295,8 @@ def import_preload(preload: list[str]) -> str | None:
     for name in preload:
         try:
             importlib.import_module(name)
+        except KeyboardInterrupt:
+            raise
         except BaseException:  # noqa: BLE001 - whatever the code raises, runs must still start and say it
             errors.append(traceback.format_exc())
     if errors:
@@ -376,26 +378,33 @@ def stop_workers(workers: dict[int, dict], grace: float = STOP_GRACE_SECONDS) ->
 
 
 def serve(preload: list[str]) -> None:
-    """The pre-warmed process: import once, then fork one child per request line until stdin closes."""
+    """The pre-warmed process: import once, then fork one child per request line until stdin closes.
+
+    Its run workers stop with it: when its stdin closes (the daemon stopped or died) and when it
+    is interrupted (``make dev`` stopping: lead_assets.devserver sends it SIGINT).
+    """
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nothing imported may write into the protocol
-    import_error = import_preload(preload)
     workers: dict[int, dict] = {}
+    try:
+        _serve_requests(import_preload(preload), workers, protocol)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_workers(workers)
+
+
+def _serve_requests(import_error: str | None, workers: dict[int, dict], protocol) -> None:
     retired = False
     pending = b""
     stdin = sys.stdin.fileno()
     while not (retired and not workers):
-        try:
-            readable, _, _ = select.select([stdin], [], [], REAP_SECONDS)
-        except KeyboardInterrupt:  # `make dev` stopping (lead_assets.devserver): so are its runs
-            stop_workers(workers)
-            return
+        readable, _, _ = select.select([stdin], [], [], REAP_SECONDS)
         reap(workers)
         if not readable:
             continue
         data = os.read(stdin, 1 << 16)
         if not data:  # the launcher is gone (the daemon stopped or died): so are its runs
-            stop_workers(workers)
             return
         *lines, pending = (pending + data).split(b"\n")
         for line in filter(None, (raw.strip() for raw in lines)):

@@ -179,9 +179,12 @@ class ScoringService:
                                 f"{current.version} is no longer served; promote a version to serve again")
             log.error("%s@champion was removed from the registry: stopped serving version %s; /ping and "
                       "/invocations answer 503 until a version is promoted", self.model_name, current.version)
-        elif self._withdrawn is None and not self._told_none:
-            log.warning("no %s@champion in the registry yet: /ping answers 503 until one is promoted", self.model_name)
-            self._told_none = True
+        elif self._withdrawn is None:
+            self.unavailable = f"no {self.model_name}@champion in the registry: promote a version to serve it"
+            if not self._told_none:
+                log.warning("no %s@champion in the registry yet: /ping answers 503 until one is promoted",
+                            self.model_name)
+                self._told_none = True
         self.failure = None
 
     def _load(self, version: str, current: Served | None) -> None:
@@ -256,7 +259,7 @@ class ScoringService:
             body = await self._read_body(headers, receive)
             if body is None:  # the client went away
                 return
-            if path == "/invocations":
+            if path == "/invocations" and scope.get("method") == "POST":
                 self.check_request(headers.get(b"content-type", b"").decode("latin-1"), body)
         except Refused as refused:
             log.warning("refused a request (%d %s): %s", refused.status, refused.code, refused.message[:300])
@@ -383,6 +386,13 @@ def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
 
 def json_rows(body: bytes) -> int:
     """Leads in an MLflow JSON body; a body that is not UTF-8 JSON or holds a lone surrogate is refused."""
+    try:
+        return _json_rows(body)
+    except RecursionError:
+        raise Refused(400, "BAD_REQUEST", "the body's JSON is nested too deeply") from None
+
+
+def _json_rows(body: bytes) -> int:
     try:
         payload = json.loads(body)
     except UnicodeDecodeError as error:

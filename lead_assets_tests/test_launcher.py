@@ -243,8 +243,10 @@ def test_code_files_see_added_removed_and_edited_files(tmp_path):
     assert code_files(str(tmp_path), ("lead_assets.definitions",)) != before
 
 
-def test_disposing_the_launcher_stops_its_run_workers(tmp_path):
-    """The daemon stopping (Ctrl-C on make dev) must not leave a run worker running on its own."""
+@pytest.mark.parametrize("how", ["the launcher disposed", "the pre-warmed process interrupted"])
+def test_stopping_the_launcher_stops_its_run_workers(tmp_path, how):
+    """The daemon stopping (it disposes the launcher, or dies: the same closed stdin) or make dev's
+    supervisor interrupting the pre-warmed process must not leave a run worker running on its own."""
     with make_instance(tmp_path, ["dagster"]) as instance:
         launcher = instance.run_launcher
         run = launch(instance, slow)
@@ -252,10 +254,15 @@ def test_disposing_the_launcher_stops_its_run_workers(tmp_path):
         worker = int(instance.get_run_by_id(run.run_id).tags[PID_TAG])
         prewarmed = prewarmed_pid(launcher)
         started = time.monotonic()
-        launcher.dispose()
+        if how == "the launcher disposed":
+            launcher.dispose()
+            assert time.monotonic() - started < 1  # the daemon does not wait for it
+        else:
+            os.kill(prewarmed, signal.SIGINT)
         wait_for("the run worker to stop", lambda: not worker_alive(worker, None), timeout=15)
-        assert not worker_alive(prewarmed, None)
+        wait_for("the pre-warmed process to exit", lambda: not worker_alive(prewarmed, None), timeout=5)
         assert time.monotonic() - started < 15
         ended = instance.get_run_by_id(run.run_id)
         assert ended.status == DagsterRunStatus.FAILURE or (  # interrupted, so run retries re-run it
             launcher.check_run_worker_health(ended).status == WorkerStatus.FAILED)
+        launcher.dispose()

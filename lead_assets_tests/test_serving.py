@@ -44,7 +44,8 @@ def _call(service, path="/invocations", body=b"{}", headers=(), chunks=1, conten
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": path, "headers": list(headers)}
+    scope = {"type": "http", "method": "POST" if path == "/invocations" else "GET", "path": path,
+             "headers": list(headers)}
     asyncio.run(service(scope, receive, send))
     start = sent[0]
     body = b"".join(m.get("body", b"") for m in sent[1:])
@@ -297,6 +298,8 @@ def test_a_malformed_big_body_is_never_echoed_back():
     assert status == 400 and "not UTF-8" in answer["message"]
     status, _, answer = _call(service, body=b"{}", content_type=None)
     assert status == 415 and "application/json" in answer["message"]
+    status, _, answer = _call(service, body=b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert status == 400 and "nested too deeply" in answer["message"]
     echoed = json.dumps({"error_code": "BAD_REQUEST", "message": "Ensure that input is a valid JSON formatted string. "
                          "Error: 'x'\nInput: \n" + "{" * 900_000}).encode()
     assert len(concise_error(echoed)) < 200  # MLflow's echo of the body is cut
