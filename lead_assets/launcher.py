@@ -193,8 +193,27 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker pid tagged: not checked")
         if worker_alive(int(pid), run.tags.get(STARTED_TAG)):
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=pid)
+        current = self._instance.get_run_by_id(run.run_id)
+        if current is None or current.is_finished:  # it finished the run, then exited
+            return CheckRunHealthResult(WorkerStatus.SUCCESS, run_worker_id=pid)
+        self._decide_retry(current)
         return CheckRunHealthResult(WorkerStatus.FAILED, f"the run worker (pid {pid}) {self._how_it_ended(run)}",
                                     run_worker_id=pid)
+
+    def _decide_retry(self, run) -> None:
+        """Tag whether run retries re-run this run before the monitor fails it (Dagster's own rule).
+
+        Dagster 1.13 stores the failure event, then sets the run's status, then this tag; the retry
+        daemon reading the run in between sees it neither failed nor tagged and never retries it
+        (seen under load). A worker that is gone cannot finish its run, so deciding now is safe.
+        """
+        from dagster import DagsterRunStatus
+        from dagster._core.execution.retries import auto_reexecution_should_retry_run
+        from dagster._core.storage.tags import WILL_RETRY_TAG
+
+        if self._instance.run_retries_enabled and WILL_RETRY_TAG not in run.tags:
+            retry = auto_reexecution_should_retry_run(self._instance, run.with_status(DagsterRunStatus.FAILURE), None)
+            self._instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: str(retry).lower()})
 
     def _how_it_ended(self, run) -> str:
         try:

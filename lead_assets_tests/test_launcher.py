@@ -18,6 +18,7 @@ from dagster._core.launcher.base import LaunchRunContext, WorkerStatus
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import RunsFilter
 from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
+from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from lead_assets.launcher import PID_TAG, STARTED_TAG, PrewarmedRunLauncher, code_files, worker_alive
@@ -100,6 +101,8 @@ def test_runs_execute_in_children_of_one_prewarmed_process(tmp_path):
                 assert finished.tags[STARTED_TAG].isdigit()  # the pid's start time: a reused pid is not it
             assert pids[0] != pids[1] and prewarmed_pid(launcher) not in pids  # a child per run
             assert f"pid {pids[1]}" in messages(instance, run.run_id)
+            wait_for("the worker to exit", lambda: not worker_alive(pids[1], None), timeout=10)
+            assert launcher.check_run_worker_health(finished).status == WorkerStatus.SUCCESS  # gone, run done
         finally:
             launcher.dispose()
 
@@ -108,7 +111,8 @@ def test_a_killed_run_worker_fails_its_run_and_frees_its_pool_slot(tmp_path):
     """kill -9 of the forked child (what the OOM killer does): run monitoring's health check fails
     the run instead of leaving it STARTED for ever, naming the signal, and the slot is freed."""
     extra = ("concurrency:\n  pools:\n    default_limit: 1\n"
-             "run_monitoring:\n  enabled: true\n  free_slots_after_run_end_seconds: 1\n")
+             "run_monitoring:\n  enabled: true\n  free_slots_after_run_end_seconds: 1\n"
+             "run_retries:\n  enabled: true\n  max_retries: 1\n  retry_on_asset_or_op_failure: false\n")
     with make_instance(tmp_path, ["dagster"], extra) as instance:
         launcher = instance.run_launcher
         try:
@@ -128,6 +132,8 @@ def test_a_killed_run_worker_fails_its_run_and_frees_its_pool_slot(tmp_path):
 
             (record,) = instance.get_run_records(RunsFilter(run_ids=[run.run_id]))
             assert record.dagster_run.status == DagsterRunStatus.STARTED  # what main left for ever
+            # the retry is decided before the run is failed: the retry daemon may read it in between
+            assert should_retry(record.dagster_run, instance)
             monitor_started_run(instance, None, record, logging.getLogger("test"))
             failed = instance.get_run_by_id(run.run_id)
             assert failed.status == DagsterRunStatus.FAILURE

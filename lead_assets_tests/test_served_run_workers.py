@@ -99,9 +99,18 @@ def test_a_killed_run_worker_is_failed_its_slot_freed_and_its_files_retried(lead
         def holder():
             return {slot.run_id for slot in storage.get_concurrency_info("lead_ingest").claimed_slots}
 
+        def history_requested():  # the inbox sensor's first tick requests the files train_champion landed
+            return [r for r in instance.get_runs() if r.tags.get("lead_assets/files", "").startswith("history_")]
+
+        wait_for("the first inbox run", history_requested, process, 300)  # first.csv gets a run of its own
         _drop(lead_home, "first.csv", first)
-        holding = wait_for("raw_leads to hold the lead_ingest slot", holder, process, 240, every=0.02)
-        (run_id,) = holding
+
+        def first_holding():
+            held = [instance.get_run_by_id(run_id) for run_id in holder()]
+            return [r.run_id for r in held if r and r.tags.get("lead_assets/files") == "first.csv"]
+
+        (run_id,) = wait_for("first.csv's raw_leads to hold the lead_ingest slot", first_holding, process, 240,
+                             every=0.02)
         worker = int(instance.get_run_by_id(run_id).tags[PID_TAG])
         os.kill(worker, signal.SIGKILL)  # what the OOM killer does
         killed = time.monotonic()
