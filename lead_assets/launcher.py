@@ -356,7 +356,7 @@ def explain_exit(status: int) -> str | None:
     return None if code == 0 else f"exited with code {code} before finishing the run"
 
 
-def reap(workers: dict[int, dict]) -> None:
+def reap(workers: dict[int, dict], stopping: bool = False) -> None:
     """Collect finished run workers; one that ended abnormally is recorded where the launcher reads it."""
     while True:
         try:
@@ -367,6 +367,9 @@ def reap(workers: dict[int, dict]) -> None:
             return
         request = workers.pop(pid, None)
         explanation = explain_exit(status)
+        if stopping and os.WIFSIGNALED(status):
+            explanation = (f"was stopped by signal {os.WTERMSIG(status)} when the Dagster daemon that launched it "
+                           "stopped (make dev or dagster dev stopping), before finishing the run")
         if request is None or explanation is None:
             continue
         print(f"lead_assets.launcher: run worker {pid} (run {request['run_id']}) {explanation}",
@@ -391,7 +394,7 @@ def stop_workers(workers: dict[int, dict], grace: float = STOP_GRACE_SECONDS) ->
         deadline = time.monotonic() + (grace if sig == signal.SIGINT else 2.0)
         while workers and time.monotonic() < deadline:
             time.sleep(0.1)
-            reap(workers)
+            reap(workers, stopping=True)
         if not workers:
             return
 

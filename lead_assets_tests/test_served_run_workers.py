@@ -1,10 +1,9 @@
 """Served with `make dev`'s own settings (`lead-assets init`'s instance, the pre-warmed launcher):
-
-* a SIGTERM to `make` stops everything it started within 15 s, the pre-warmed launcher included;
-* a run worker killed with `kill -9` while its `raw_leads` step holds the `lead_ingest` slot is
-  failed by run monitoring, its slot is freed, the run is retried, the next file runs, and every
-  row of both files is in `raw_leads` once and scored; then Ctrl-C stops everything within 15 s,
-  a run worker in the middle of its run included (it waits for a pool slot the test holds).
+a run worker killed with `kill -9` while its `raw_leads` step holds the `lead_ingest` slot is
+failed by run monitoring, its slot is freed, the run is retried, the next file runs, and every row
+of both files is in `raw_leads` once and scored; Ctrl-C stops everything within 15 s, a run worker
+in the middle of its run included (it waits for a pool slot the test holds); the next `make dev`
+re-runs that interrupted run, and a SIGTERM to `make` stops everything within 15 s too.
 """
 
 import os
@@ -65,21 +64,6 @@ def _stopped_within(root, process, seconds: float, running=None) -> float:
 
 def _instance(root) -> DagsterInstance:
     return DagsterInstance.from_config(str(Path(root) / "dagster"))
-
-
-def test_sigterm_to_make_dev_stops_every_process_it_started(lead_home, tmp_path):
-    """A supervisor's (or `kill`'s) SIGTERM to make: make passes it on to its child (the recipe execs
-    lead_assets.devserver, which stops `dg dev` as Ctrl-C does); on main, the shell between make
-    and `dg dev` died alone and everything kept running."""
-    root = Path(str(lead_home.root))
-    with make_dev(root, tmp_path / "make-dev.log") as (process, port), _instance(root) as instance:
-        _drop(lead_home, "new.csv", synth.generate_leads("2021-08-20", 2, 50, seed=3, labelled=False))
-        wait_for("the file's run", lambda: [r for r in instance.get_runs() if r.is_finished], process, 180)
-        running = started_under(root)
-        assert any(" -m lead_assets.launcher " in command for command in running.values())  # the pre-warmed one
-        os.kill(process.pid, signal.SIGTERM)
-        took = _stopped_within(root, process, STOP_SECONDS, running)
-        print(f"make dev stopped in {took:.1f} s after SIGTERM ({len(running)} processes)")
 
 
 def test_a_killed_run_worker_is_failed_its_slot_freed_and_its_files_retried(lead_home, tmp_path):
@@ -173,5 +157,22 @@ def test_a_killed_run_worker_is_failed_its_slot_freed_and_its_files_retried(lead
             ("pre-warmed launcher and run worker", " -m lead_assets.launcher "))}
         assert all(roles.values()) and len(roles["pre-warmed launcher and run worker"]) >= 2, roles
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        stopped = time.monotonic()
         timings["stopped after Ctrl-C"] = _stopped_within(root, process, STOP_SECONDS, running)
+        storage.free_concurrency_slots_for_run("held-by-the-test")
+
+    # The next `make dev` re-runs the interrupted run (nothing dropped is lost), and a SIGTERM to
+    # make (a supervisor, `kill`) stops everything too: make passes it to the devserver, which stops
+    # `dg dev` as Ctrl-C does (on main the shell between them died alone and everything ran on).
+    third_days = ["2021-08-30", "2021-08-31"]
+    with make_dev(root, tmp_path / "make-dev-again.log") as (process, port), _instance(root) as instance:
+        wait_for("the interrupted third.csv to be scored after the restart", lambda: len(
+            warehouse.read_partitions(lead_home.warehouse, "scored_leads", third_days)) == 200, process, 240)
+        timings["third file scored after the restart"] = time.monotonic() - stopped
+        third = [r for r in instance.get_runs() if r.tags.get("lead_assets/files") == "third.csv"]
+        assert any(r.tags.get("dagster/parent_run_id") for r in third), [(r.run_id, r.status) for r in third]
+        running = started_under(root)
+        assert any(" -m lead_assets.launcher " in command for command in running.values())  # the pre-warmed one
+        os.kill(process.pid, signal.SIGTERM)
+        timings["stopped after SIGTERM"] = _stopped_within(root, process, STOP_SECONDS, running)
     print("after kill -9 of the run worker: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
