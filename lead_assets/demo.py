@@ -109,7 +109,7 @@ def update_instance_yaml(config: str) -> list[str]:
     if "run_monitoring" in current and not (monitoring.get("enabled") and monitoring.get(
             "free_slots_after_run_end_seconds")):
         notes.append(f"{config}: run_monitoring needs enabled: true and free_slots_after_run_end_seconds "
-                     "(e.g. 15), or a run whose worker dies keeps its pool slot")
+                     "(e.g. 5), or a run whose worker dies keeps its pool slot")
     if "run_retries" in current and not (retries.get("enabled") and retries.get("max_retries", 0) > 0):
         notes.append(f"{config}: run_retries is off, so a run whose worker died is not re-run "
                      "(enabled: true, max_retries: 1)")
