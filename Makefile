@@ -42,11 +42,15 @@ test: install
 	$(BIN)/python -m pytest -q --durations=25
 
 # A local inbox tick watches the folder for up to 4 s, so a dropped file is seen within ~0.25 s.
+# Ctrl-C or a SIGTERM to make (make passes it to its child: `exec`, so no shell dies in between)
+# stops every process dev started within ~10 s: lead_assets.devserver waits that long for dg dev
+# to stop by itself, then kills what is left, run workers in sessions of their own included.
 dev: install
 	$(BIN)/lead-assets init
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} \
+	exec env DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} \
 	LEAD_ASSETS_TICK_WATCH_SECONDS=$${LEAD_ASSETS_TICK_WATCH_SECONDS:-4} \
-	$(DG) dev --host 127.0.0.1 --port $(PORT)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/python -m lead_assets.devserver \
+	$(BIN)/dg dev --host 127.0.0.1 --port $(PORT)
 
 # The champion over HTTP on 127.0.0.1 (MLflow's protocol), following promotions and rollbacks.
 SERVE_PORT ?= 5050

@@ -36,6 +36,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from exc
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from exc
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text}")
+    return value
+
+
 def _step(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -101,8 +121,15 @@ def cmd_withdraw(args) -> int:
 
 # ------------------------------------------------------------------------------------- query
 def cmd_query(args) -> int:
+    from lead_assets.views import QueryInterrupted
+
     home = _require_home(args)
-    print_frame(run_query(home, args.sql), args.format)
+    try:
+        frame = run_query(home, args.sql, timeout=args.timeout)
+    except QueryInterrupted as stopped:
+        print(f"lead-assets query: {stopped}", file=sys.stderr)
+        return 130
+    print_frame(frame, args.format)
     return 0
 
 
@@ -190,18 +217,25 @@ def cmd_model(args) -> int:
 
 # ------------------------------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
-    """MLflow's scoring server for the current champion, following the alias (lead_assets.serving)."""
-    from lead_assets.serving import LOOPBACK, serve
+    """MLflow's scoring server for the current champion, following the alias (lead_assets.serving).
+
+    The port is taken first: if it is in use, the command fails at once, before loading anything.
+    """
+    from lead_assets.serving import LOOPBACK, listen, serve
 
     token = os.environ.get("LEAD_ASSETS_SERVE_TOKEN", "").strip() or None
     if args.host not in LOOPBACK and token is None:
         raise CommandError(f"--host {args.host} listens beyond loopback: set LEAD_ASSETS_SERVE_TOKEN "
                            "(clients then send Authorization: Bearer <token>)")
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as error:
+        raise CommandError(str(error)) from None
     home = _home(args)
     print(f"serving {args.name}@champion on http://{args.host}:{args.port} (POST /invocations, GET /ping)"
           + (", bearer token required" if token else ""), flush=True)
-    serve(home, args.name, host=args.host, port=args.port, token=token,
-          max_request_bytes=args.max_request_bytes, poll_seconds=args.poll_seconds)
+    serve(home, args.name, sock, token=token, max_request_bytes=args.max_request_bytes,
+          max_request_rows=args.max_request_rows, poll_seconds=args.poll_seconds)
     return 0
 
 
@@ -211,7 +245,8 @@ def cmd_init(args) -> int:
     from lead_assets.demo import ensure_dagster_home
 
     home = _home(args).ensure()
-    print(f"data home {home.root}\nDagster home {ensure_dagster_home(home)}")
+    dagster_home = ensure_dagster_home(home, say=lambda note: print(f"lead-assets init: {note}", file=sys.stderr))
+    print(f"data home {home.root}\nDagster home {dagster_home}")
     return 0
 
 
@@ -231,6 +266,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lead_assets.serving import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_ROWS
+
     parser = _Parser(prog="lead-assets", description=__doc__.splitlines()[0])
     parser.add_argument("--home", help="data home (default: $LEAD_ASSETS_HOME or ./.lead_assets)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -266,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="SQL over the warehouse (views: " + ", ".join(VIEWS) + ")")
     p.add_argument("sql")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--timeout", type=_seconds, default=60.0,
+                   help="stop the query after this many seconds (default 60); Ctrl-C stops it at once")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("leads", help="scored leads, best first, with reasons")
@@ -289,11 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("serve", help="score leads over HTTP with the champion (MLflow's protocol), following it")
-    p.add_argument("--port", type=_positive, default=5050)
+    p.add_argument("--port", type=_port, default=5050)
     p.add_argument("--host", default="127.0.0.1",
                    help="beyond loopback only with LEAD_ASSETS_SERVE_TOKEN set (a bearer token)")
     p.add_argument("--name", default="lead_scoring")
-    p.add_argument("--max-request-bytes", type=_positive, default=1 << 20)
+    p.add_argument("--max-request-bytes", type=_positive, default=DEFAULT_MAX_REQUEST_BYTES)
+    p.add_argument("--max-request-rows", type=_positive, default=DEFAULT_MAX_REQUEST_ROWS,
+                   help=f"leads one request may hold, in any format (default {DEFAULT_MAX_REQUEST_ROWS:,})")
     p.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check where champion points")
     p.set_defaults(func=cmd_serve)
     return parser

@@ -12,8 +12,8 @@ from datetime import date, datetime, timedelta, timezone
 from lead_assets.core.home import LeadHome, is_local
 from lead_assets.views import print_frame, run_query
 
-INSTANCE_YAML = """\
-# Written by lead-assets for local use: sqlite storage under this folder.
+MARKER = "# Written by lead-assets for local use"
+BASE_YAML = MARKER + """: sqlite storage under this folder.
 telemetry:
   enabled: false
 # An inbox drop is scored sooner (BENCHMARKS.md, "File drop to scored"): queued runs are launched
@@ -36,18 +36,84 @@ concurrency:
     # its scores: one at a time each, so two runs can never leave a day older than its inputs.
     default_limit: 1
 """
+# A run whose worker dies (the OOM killer, kill -9) would otherwise stay STARTED for ever,
+# holding its pool slot: every later inbox run would wait behind it.
+SECTIONS = {
+    "run_monitoring": """\
+# Every 10 s the daemon asks the launcher whether each started run's worker is alive
+# (PrewarmedRunLauncher.check_run_worker_health); a run whose worker is gone is failed, and
+# 5 s after a run ends the pool slots it still holds are freed.
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 10
+  free_slots_after_run_end_seconds: 5
+""",
+    "run_retries": """\
+# A run that failed because its worker died (or was interrupted when `make dev` stopped) is
+# re-run once, from the step that did not finish; a run whose asset raised is not retried.
+run_retries:
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
+""",
+}
+INSTANCE_YAML = BASE_YAML + "".join(SECTIONS.values())
 
 
-def ensure_dagster_home(home: LeadHome) -> str:
-    """Use $DAGSTER_HOME if set; otherwise a folder under the data home, with telemetry off."""
+def ensure_dagster_home(home: LeadHome, say: Callable[[str], None] | None = None) -> str:
+    """Use $DAGSTER_HOME if set; otherwise a folder under the data home, with telemetry off.
+
+    A dagster.yaml that exists is kept; one written by an older lead-assets gets the sections it
+    lacks (``SECTIONS``) appended, and any other is only checked: ``say`` is told what to add.
+    """
     dagster_home = os.environ.get("DAGSTER_HOME") or str(home.dagster_home)
     os.makedirs(dagster_home, exist_ok=True)
     config = os.path.join(dagster_home, "dagster.yaml")
     if not os.path.exists(config):
         with open(config, "w") as handle:
             handle.write(INSTANCE_YAML)
+    else:
+        for note in update_instance_yaml(config):
+            (say or print)(note)
     os.environ["DAGSTER_HOME"] = dagster_home
     return dagster_home
+
+
+def update_instance_yaml(config: str) -> list[str]:
+    """Bring an existing dagster.yaml up to ``SECTIONS``: append what lead-assets' own file lacks,
+    and say what any other file lacks (a user's own settings are never rewritten)."""
+    import yaml
+
+    with open(config) as handle:
+        text = handle.read()
+    try:
+        current = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        return [f"{config} is not valid YAML, Dagster will refuse it: {str(error).splitlines()[0]}"]
+    if not isinstance(current, dict):
+        return [f"{config} is not a mapping of settings; Dagster will refuse it"]
+    missing = [key for key in SECTIONS if key not in current]
+    notes = []
+    if missing and text.startswith(MARKER):
+        added = "".join(SECTIONS[key] for key in missing)
+        with open(config, "a") as handle:
+            handle.write(("" if text.endswith("\n") else "\n") + f"# Added by a newer lead-assets init:\n{added}")
+        notes.append(f"{config}: added {' and '.join(missing)} (a run whose worker dies is failed, "
+                     "its pool slot freed, and it is retried once)")
+    elif missing:
+        notes.append(f"{config} has no {' or '.join(missing)}: a run whose worker dies (the OOM killer, "
+                     "kill -9) stays STARTED and keeps its pool slot. Add:\n"
+                     + "".join(SECTIONS[key] for key in missing))
+    monitoring, retries = (current.get(key) if isinstance(current.get(key), dict) else {}
+                           for key in ("run_monitoring", "run_retries"))
+    if "run_monitoring" in current and not (monitoring.get("enabled") and monitoring.get(
+            "free_slots_after_run_end_seconds")):
+        notes.append(f"{config}: run_monitoring needs enabled: true and free_slots_after_run_end_seconds "
+                     "(e.g. 5), or a run whose worker dies keeps its pool slot")
+    if "run_retries" in current and not (retries.get("enabled") and retries.get("max_retries", 0) > 0):
+        notes.append(f"{config}: run_retries is off, so a run whose worker died is not re-run "
+                     "(enabled: true, max_retries: 1)")
+    return notes
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
@@ -60,13 +126,14 @@ def materialize_selection(keys: Sequence[str], first: str | None = None, last: s
     from dagster import AssetKey, DagsterInstance
 
     from lead_assets.definitions import defs as default_defs
+    from lead_assets.launcher import worker_tags
 
     definitions = definitions or default_defs
     job = definitions.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=instance or DagsterInstance.get(),
         asset_selection=[AssetKey(k) for k in keys],
-        tags=range_tags(first, last) if first else None,
+        tags={**(range_tags(first, last) if first else {}), **worker_tags(os.getpid())},  # run monitoring's pid
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
     )
@@ -81,7 +148,7 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
     from lead_assets.core.synth import generate_leads, write_daily_files
 
     home = LeadHome.resolve().ensure()
-    ensure_dagster_home(home)
+    ensure_dagster_home(home, step)
     today = datetime.now(timezone.utc).date()
     first_new = today - timedelta(days=new_days - 1)
     first_history = first_new - timedelta(days=history_days)

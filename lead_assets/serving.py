@@ -7,28 +7,44 @@ MLflow's scoring server (``mlflow.pyfunc.scoring_server.init``) answers for one 
   promotion or a rollback) it loads that version in the background, scores the model's input
   example once (so the first real request is not the slow one), then swaps the scoring app in
   one assignment. A request already running finishes on the app it started on; nothing fails
-  during a switch. A version that fails to load is logged and the current one keeps serving.
-* answers ``/ping`` with 503 until a model is loaded (the readiness probe), then MLflow's 200;
-* refuses a body above ``max_request_bytes`` with 413 before MLflow parses it;
+  during a switch.
+* heals: a version that fails to load (artifacts briefly unreachable) is tried again with
+  backoff (``retry_seconds`` doubling up to ``retry_max_seconds``), each failure logged, while
+  the current version (if any) keeps serving; once it loads, it is served.
+* answers ``/ping`` with 503 while nothing is served, with a body that says why (not loaded yet,
+  failed to load and when it is retried, or the alias was removed), then MLflow's 200. When the
+  ``champion`` alias disappears (the version or the alias was deleted) the service stops
+  answering with that version: ``/ping`` and every request get 503 and the log says so; the
+  model stays in memory, so the alias coming back to it is served again at once.
+* refuses a body above ``max_request_bytes`` (413) before MLflow parses it, and one holding more
+  than ``max_request_rows`` leads (413), counted without building the frame: JSON's
+  ``dataframe_records`` / ``dataframe_split`` / ``instances`` / ``inputs``, CSV records, and a
+  Parquet body's row count from its footer. A body that is not valid JSON or Parquet, text that
+  is not UTF-8 or holds a lone surrogate get a 400 naming the problem, and are logged;
 * requires ``Authorization: Bearer <token>`` on everything but ``/ping`` and ``/health`` when
   a token is set (``lead-assets serve`` refuses to listen beyond loopback without one);
 * keeps the published junk cut-off current (:mod:`lead_assets.core.online`): the latest scored
   day's cut-off for the served version, written as JSON where the model reads it.
 
-Every answer carries ``X-Lead-Model-Version``: the version that produced it.
+Every answer carries ``X-Lead-Model-Version``: the version that produced it. An error answer
+never quotes more than ``MAX_ERROR_CHARS`` of what it complains about.
 """
 
 from __future__ import annotations
 
+import csv
+import errno
 import hmac
+import io
 import json
 import logging
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +52,35 @@ from typing import Any
 log = logging.getLogger("lead_assets.serving")
 
 DEFAULT_MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: about 1,500 leads of JSON records
+# 10,000 leads: ~2.6 s of scoring at the measured 0.26 ms a lead (README, "Online scoring"); a JSON
+# body reaches its byte limit at ~1,500, while a Parquet body of 8-115 KB can hold a million rows.
+DEFAULT_MAX_REQUEST_ROWS = 10_000
+PARQUET_INFLATION = 64  # a Parquet body may unpack to this many times max_request_bytes
+MAX_ERROR_CHARS = 1_000
 DEFAULT_POLL_SECONDS = 5.0
+DEFAULT_RETRY_SECONDS = 5.0
+DEFAULT_RETRY_MAX_SECONDS = 300.0
 DEFAULT_CUTOFF_SECONDS = 60.0
 OPEN_PATHS = ("/ping", "/health")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class Refused(Exception):
+    """A request answered before MLflow sees it: HTTP status, MLflow-style error code, message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A version that failed to load: how often, and when it is tried again."""
+
+    version: str
+    attempts: int
+    retry_at: float
+    error: str
 
 
 @dataclass(frozen=True)
@@ -78,24 +119,33 @@ def write_json_atomically(path: Path, value: dict | None) -> None:
 
 
 class ScoringService:
-    """The ASGI app: auth, size limit, readiness, and the current champion's MLflow scoring app."""
+    """The ASGI app: auth, size limits, readiness, and the current champion's MLflow scoring app."""
 
     def __init__(self, model_name: str, champion: Callable[[], str | None], *, token: str | None = None,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS, poll_seconds: float = DEFAULT_POLL_SECONDS,
                  cutoff_file: Path | None = None, publish_cutoff: Callable[[str], dict | None] | None = None,
                  cutoff_seconds: float = DEFAULT_CUTOFF_SECONDS,
-                 loader: Callable[[str, str, Path | None], Served] = load_version):
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS, retry_max_seconds: float = DEFAULT_RETRY_MAX_SECONDS,
+                 loader: Callable[[str, str, Path | None], Served] = load_version,
+                 clock: Callable[[], float] = time.monotonic):
         self.model_name = model_name
         self.champion = champion
         self.token = token.encode() if token else None
         self.max_request_bytes = max_request_bytes
+        self.max_request_rows = max_request_rows
         self.poll_seconds = poll_seconds
         self.cutoff_file = cutoff_file
         self.publish_cutoff = publish_cutoff
         self.cutoff_seconds = cutoff_seconds
+        self.retry_seconds = retry_seconds
+        self.retry_max_seconds = retry_max_seconds
         self.loader = loader
+        self.clock = clock
         self.current: Served | None = None
-        self._failed: str | None = None
+        self.unavailable = f"no {model_name}@champion loaded yet"  # why nothing is served (the 503's body)
+        self.failure: LoadFailure | None = None
+        self._withdrawn: Served | None = None  # the version served before its alias disappeared
         self._told_none = False
         self._cutoff_at = 0.0
         self._stop = threading.Event()
@@ -103,37 +153,69 @@ class ScoringService:
 
     # ------------------------------------------------------------------ following the champion
     def refresh(self) -> None:
-        """One poll: load and swap in a new champion, and refresh the published cut-off when due."""
+        """One poll: follow the alias (load, retry, withdraw) and refresh the published cut-off when due."""
         try:
             version = self.champion()
         except Exception as error:  # the registry is down: keep serving what is loaded
             log.warning("cannot read %s@champion: %s", self.model_name, error)
             return
         current = self.current
-        if version is None and current is None and not self._told_none:
-            log.warning("no %s@champion in the registry yet: /ping answers 503 until one is promoted", self.model_name)
-            self._told_none = True
-        if version is not None and (current is None or version != current.version) and version != self._failed:
-            try:
-                started = time.monotonic()
-                loaded = self.loader(self.model_name, version, self.cutoff_file)
-            except Exception:
-                log.exception("%s version %s failed to load; still serving %s", self.model_name, version,
-                              current.version if current else "nothing")
-                self._failed = version
-                return
-            self._publish(loaded.version)
-            self.current = loaded
-            self._failed = None
-            log.warning("serving %s version %s (loaded in %.1f s)", self.model_name, version,
-                        time.monotonic() - started)
-        elif current is not None and time.monotonic() - self._cutoff_at >= self.cutoff_seconds:
-            self._publish(current.version)
+        if version is None:
+            self._no_champion(current)
+        elif current is not None and version == current.version:
+            if self.clock() - self._cutoff_at >= self.cutoff_seconds:
+                self._publish(current.version)
+        elif self._withdrawn is not None and version == self._withdrawn.version:
+            self._publish(version)
+            self.current, self._withdrawn = self._withdrawn, None
+            log.warning("%s@champion is version %s again: serving it", self.model_name, version)
+        else:
+            self._load(version, current)
+
+    def _no_champion(self, current: Served | None) -> None:
+        if current is not None:
+            self._withdrawn, self.current = current, None
+            self.unavailable = (f"{self.model_name}@champion was removed from the registry: version "
+                                f"{current.version} is no longer served; promote a version to serve again")
+            log.error("%s@champion was removed from the registry: stopped serving version %s; /ping and "
+                      "/invocations answer 503 until a version is promoted", self.model_name, current.version)
+        elif self._withdrawn is None:
+            self.unavailable = f"no {self.model_name}@champion in the registry: promote a version to serve it"
+            if not self._told_none:
+                log.warning("no %s@champion in the registry yet: /ping answers 503 until one is promoted",
+                            self.model_name)
+                self._told_none = True
+        self.failure = None
+
+    def _load(self, version: str, current: Served | None) -> None:
+        """Load ``version`` unless it failed and its next try is not due; back off after each failure."""
+        failure = self.failure if self.failure is not None and self.failure.version == version else None
+        now = self.clock()
+        if failure is not None and now < failure.retry_at:
+            return
+        attempts = failure.attempts + 1 if failure else 1
+        try:
+            loaded = self.loader(self.model_name, version, self.cutoff_file)
+        except Exception as error:
+            delay = min(self.retry_max_seconds, self.retry_seconds * 2 ** (attempts - 1))
+            summary = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+            self.failure = LoadFailure(version, attempts, now + delay, summary)
+            serving = f"still serving version {current.version}" if current else "serving nothing"
+            log.error("%s version %s failed to load (attempt %d): %s; retrying in %.0f s, %s", self.model_name,
+                      version, attempts, summary, delay, serving, exc_info=attempts == 1)
+            if current is None:
+                self.unavailable = (f"{self.model_name} version {version} (the champion) failed to load "
+                                    f"{attempts} time(s), last: {summary}; retrying in {delay:.0f} s")
+            return
+        self._publish(loaded.version)
+        self.current, self._withdrawn, self.failure = loaded, None, None
+        log.warning("serving %s version %s (loaded in %.1f s%s)", self.model_name, version, self.clock() - now,
+                    f", attempt {attempts}" if attempts > 1 else "")
 
     def _publish(self, version: str) -> None:
         if self.cutoff_file is None or self.publish_cutoff is None:
             return
-        self._cutoff_at = time.monotonic()
+        self._cutoff_at = self.clock()
         try:
             write_json_atomically(self.cutoff_file, self.publish_cutoff(version))
         except Exception as error:  # the warehouse is unreachable: the model falls back, and says so
@@ -171,12 +253,26 @@ class ScoringService:
             return
         served = self.current
         if served is None:
-            await _answer(send, 503, "TEMPORARILY_UNAVAILABLE",
-                          f"no {self.model_name}@champion loaded yet", [(b"retry-after", b"5")])
+            await _answer(send, 503, "TEMPORARILY_UNAVAILABLE", self.unavailable, [(b"retry-after", b"5")])
             return
-        receive = await self._bounded_body(headers, receive, send)
-        if receive is None:
+        try:
+            body = await self._read_body(headers, receive)
+            if body is None:  # the client went away
+                return
+            if path == "/invocations" and scope.get("method") == "POST":
+                self.check_request(headers.get(b"content-type", b"").decode("latin-1"), body)
+        except Refused as refused:
+            log.warning("refused a request (%d %s): %s", refused.status, refused.code, refused.message[:300])
+            await _answer(send, refused.status, refused.code, refused.message)
             return
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
         held: dict | None = None
         chunks: list[bytes] = []
@@ -194,30 +290,30 @@ class ScoringService:
                 if message.get("more_body"):
                     return
                 body = concise_error(b"".join(chunks))
+                log.warning("answered %d: %s", held["status"], body[:300].decode("utf-8", "replace"))
                 headers = [(k, v) for k, v in held["headers"] if k.lower() != b"content-length"]
                 await send(dict(held, headers=[*headers, (b"content-length", str(len(body)).encode())]))
                 held = None
                 message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
-        await served.app(scope, receive, tagged)
+        await served.app(scope, replay, tagged)
 
     def _authorized(self, headers: dict) -> bool:
         scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
 
-    async def _bounded_body(self, headers: dict, receive, send):
-        """The whole body, read up to the limit, replayed to MLflow; None when refused with 413."""
+    async def _read_body(self, headers: dict, receive) -> bytes | None:
+        """The whole body, read up to the byte limit (413 beyond it); None if the client disconnected."""
         limit = self.max_request_bytes
-        too_large = f"the request body is larger than {limit:,} bytes (--max-request-bytes); send fewer leads"
+        too_large = Refused(413, "REQUEST_TOO_LARGE",
+                            f"the request body is larger than {limit:,} bytes (--max-request-bytes); send fewer leads")
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
-            await _answer(send, 400, "BAD_REQUEST", "Content-Length is not a number")
-            return None
+            raise Refused(400, "BAD_REQUEST", "Content-Length is not a number") from None
         if declared > limit:
-            await _answer(send, 413, "REQUEST_TOO_LARGE", too_large)
-            return None
+            raise too_large
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -226,21 +322,45 @@ class ScoringService:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _answer(send, 413, "REQUEST_TOO_LARGE", too_large)
-                return None
+                raise too_large
             chunks.append(chunk)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
-        sent = False
+        return b"".join(chunks)
 
-        async def replay():
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+    def check_request(self, content_type: str, body: bytes) -> None:
+        """Refuse, before MLflow builds a frame, a body that is not what it claims or holds too many leads."""
+        mime = content_type.split(";")[0].strip().lower()
+        if not mime:
+            raise Refused(415, "UNSUPPORTED_MEDIA_TYPE", f"send a Content-Type: one of {', '.join(CONTENT_TYPES)}")
+        if mime == "application/json":
+            rows = json_rows(body)
+        elif mime == "text/csv":
+            rows = csv_rows(body, self.max_request_rows)
+        elif mime == "application/vnd.apache.parquet":
+            rows = self._parquet_rows(body)
+        else:  # MLflow answers 415 with the types it takes
+            return
+        if rows > self.max_request_rows:
+            raise Refused(413, "REQUEST_TOO_LARGE",
+                          f"the request holds {rows:,} leads, more than the {self.max_request_rows:,} one request "
+                          "may hold (--max-request-rows); send them in several requests")
 
-        return replay
+    def _parquet_rows(self, body: bytes) -> int:
+        """Rows (and unpacked bytes) from a Parquet body's footer: nothing of its data is read."""
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(io.BytesIO(body)).metadata
+        except Exception as error:  # pyarrow raises several types for a body that is not Parquet
+            raise Refused(400, "BAD_REQUEST", "the body is not a Parquet file: "
+                          + _clip(str(error).splitlines()[0] if str(error) else type(error).__name__)) from None
+        groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+        unpacked = sum(max(g.total_byte_size, 0) for g in groups)
+        if unpacked > self.max_request_bytes * PARQUET_INFLATION:
+            raise Refused(413, "REQUEST_TOO_LARGE",
+                          f"the Parquet body unpacks to {unpacked:,} bytes, more than {PARQUET_INFLATION} times "
+                          f"--max-request-bytes ({self.max_request_bytes:,}); send fewer leads")
+        return max(meta.num_rows, sum(g.num_rows for g in groups))
 
     async def _lifespan(self, receive, send):
         while True:
@@ -252,6 +372,87 @@ class ScoringService:
                 self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+CONTENT_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
+JSON_FORMATS = ("dataframe_records", "dataframe_split", "instances", "inputs")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """At most ``limit`` characters of ``text``, saying how much was left out."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters not shown)"
+
+
+def json_rows(body: bytes) -> int:
+    """Leads in an MLflow JSON body; a body that is not UTF-8 JSON or holds a lone surrogate is refused."""
+    try:
+        return _json_rows(body)
+    except RecursionError:
+        raise Refused(400, "BAD_REQUEST", "the body's JSON is nested too deeply") from None
+
+
+def _json_rows(body: bytes) -> int:
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError as error:
+        raise Refused(400, "BAD_REQUEST", f"the body is not UTF-8 text (byte {error.start:,}: {error.reason}); "
+                      "send JSON encoded as UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise Refused(400, "BAD_REQUEST", f"the body is not valid JSON: {error.msg} at line {error.lineno} "
+                      f"column {error.colno} (character {error.pos:,})") from None
+    if _SURROGATE_ESCAPE.search(body):  # \ud800-\udfff: fine in a pair, not alone
+        for where, text in _strings(payload, ()):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                point = f"\\u{ord(text[error.start]):04x}"
+                raise Refused(400, "BAD_REQUEST", f"{_where(where)}: text holds a lone surrogate ({point}), which "
+                              "is not a character: send the text as UTF-8 (a surrogate only comes in a pair)") from None
+    if not isinstance(payload, dict):
+        return 0  # MLflow says which shapes it takes
+    rows = 0
+    for key in JSON_FORMATS:
+        value = payload.get(key)
+        if key == "dataframe_split" and isinstance(value, dict):
+            value = value.get("data")
+        if isinstance(value, list):
+            rows = max(rows, len(value))
+        elif isinstance(value, dict):  # columns: {"field": [values]}
+            rows = max(rows, max((len(v) for v in value.values() if isinstance(v, list)), default=1))
+    return rows
+
+
+def _strings(value, where: tuple) -> Iterator[tuple[tuple, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield where + (key,), key
+            yield from _strings(item, where + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, where + (index,))
+
+
+def _where(path: tuple) -> str:
+    """``("dataframe_records", 3, "city")`` -> ``record 3: city``."""
+    parts = [f"record {p}" if isinstance(p, int) else str(p) for p in path if p not in JSON_FORMATS]
+    return ": ".join(parts).encode("utf-8", "backslashreplace").decode() or "the body"
+
+
+def csv_rows(body: bytes, at_most: int | None = None) -> int:
+    """Records after the header of a CSV body (a quoted field may hold line breaks, so they are parsed
+    unless the line breaks alone show there are at most ``at_most``)."""
+    lines = body.count(b"\n")
+    if at_most is not None and lines <= at_most:  # records <= lines + 1, one of them the header
+        return lines
+    text = body.decode("utf-8", errors="replace")
+    try:
+        records = sum(1 for record in csv.reader(io.StringIO(text, newline="")) if record)
+    except csv.Error:  # a field beyond the csv module's size limit: count every line break
+        return lines
+    return max(records - 1, 0)
 
 
 _PREDICT_FAILED = re.compile(r"^Failed to predict data .*?\bError: (?P<reason>.*)$", re.S)
@@ -270,7 +471,8 @@ def concise_error(body: bytes) -> bytes:
         answer = json.loads(body)
         message = str(answer["message"])
     except (ValueError, KeyError, TypeError):
-        return body
+        return body if len(body) <= MAX_ERROR_CHARS else _clip(body.decode("utf-8", "replace")).encode()
+    message = message.split("\nInput: \n", 1)[0]  # MLflow quotes a body it cannot parse in full
     for pattern in (_PREDICT_FAILED, _SCHEMA_FAILED):
         found = pattern.match(message)
         if found:
@@ -279,7 +481,7 @@ def concise_error(body: bytes) -> bytes:
     if missing:
         names = [n.strip(" '\"") for n in missing.group("names").split(",") if n.strip()]
         message = "invalid leads: " + "; ".join(f"{n}: missing_field: {n} is required in every record" for n in names)
-    answer["message"] = message
+    answer["message"] = _clip(message)
     answer.pop("stack_trace", None)
     return json.dumps(answer).encode()
 
@@ -308,9 +510,36 @@ def warehouse_cutoff(home, lookback_days: int = 14) -> Callable[[str], dict | No
     return latest
 
 
-def serve(home, model_name: str, host: str = "127.0.0.1", port: int = 5050, token: str | None = None,
-          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
-    """Run the service with uvicorn until interrupted (what ``lead-assets serve`` does)."""
+class PortInUse(OSError):
+    """The address ``lead-assets serve`` was asked to listen on is taken."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on ``host:port``: taken before anything slow happens (the model
+    loads only once the port is ours), and handed to uvicorn, so nothing can take it in between."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise OSError(f"cannot listen on --host {host}: {error.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} on {host} is already in use (another lead-assets serve?): stop that "
+                            "process or choose another --port") from None
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
+
+
+def serve(home, model_name: str, sock: socket.socket, token: str | None = None,
+          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS,
+          poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
+    """Run the service with uvicorn on ``sock`` (from :func:`listen`) until interrupted: ``lead-assets serve``."""
     import mlflow
     import uvicorn
 
@@ -321,6 +550,7 @@ def serve(home, model_name: str, host: str = "127.0.0.1", port: int = 5050, toke
     with tempfile.TemporaryDirectory(prefix="lead-serve-") as folder:
         service = ScoringService(
             model_name, lambda: registry.champion_version(model_name), token=token,
-            max_request_bytes=max_request_bytes, poll_seconds=poll_seconds,
+            max_request_bytes=max_request_bytes, max_request_rows=max_request_rows, poll_seconds=poll_seconds,
             cutoff_file=Path(folder) / "cutoff.json", publish_cutoff=warehouse_cutoff(home))
-        uvicorn.run(service, host=host, port=port, log_level="warning", lifespan="on")
+        server = uvicorn.Server(uvicorn.Config(service, log_level="warning", lifespan="on"))
+        server.run(sockets=[sock])

@@ -10,6 +10,8 @@ so text cells that a spreadsheet would run as a formula are neutralised.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 VIEWS = ("raw_leads", "cleaned_leads", "lead_features", "scored_leads", "rejected_leads", "outcome_history",
          "served_scores", "ingest_log", "lead_outcomes", "model_performance")
@@ -19,6 +21,10 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 class QueryError(ValueError):
     """A query that cannot run or is not allowed: one line for the user."""
+
+
+class QueryInterrupted(QueryError):
+    """The user pressed Ctrl-C while the query ran."""
 
 
 def _quote(text: str) -> str:
@@ -88,8 +94,11 @@ def _lead_outcomes_view(events: str, available: list[str], judged: bool) -> str:
         f"LEFT JOIN {refused} x ON x.source_sha256 = e.source_sha256 AND x.source_row = e.source_row")
 
 
-def run_query(home, sql: str):
-    """One SELECT statement over the views, as a DataFrame; anything else is a QueryError."""
+def run_query(home, sql: str, timeout: float | None = None):
+    """One SELECT statement over the views, as a DataFrame; anything else is a QueryError.
+
+    Ctrl-C stops it (QueryInterrupted), and so does ``timeout`` seconds passing (QueryError).
+    """
     import duckdb
 
     con, available = connect(home)
@@ -98,12 +107,50 @@ def run_query(home, sql: str):
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
             kinds = ", ".join(s.type.name for s in statements) or "none"
             raise QueryError(f"only one SELECT statement is allowed (got: {kinds}); the query tool is read-only")
-        return con.execute(sql).fetchdf()
+        return _interruptible(con, sql, timeout)
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
         raise QueryError(f"query failed: {first} (views with data: {', '.join(available) or 'none'})") from exc
     finally:
         con.close()
+
+
+def _interruptible(con, sql: str, timeout: float | None):
+    """The query in a worker thread while this one waits: Python runs a signal handler only in the
+    main thread, between its own instructions, never while DuckDB's C++ holds it; from here
+    ``con.interrupt()`` stops DuckDB wherever it is. The wait is on an Event, not
+    ``Thread.join``: a Ctrl-C inside ``join`` marks a running thread as stopped (Python 3.11)."""
+    outcome: dict = {}
+    done = threading.Event()
+
+    def work():
+        try:
+            outcome["frame"] = con.execute(sql).fetchdf()
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread as it is
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    def stop(within: float = 10.0) -> None:
+        con.interrupt()
+        until = time.monotonic() + within
+        while not done.wait(0.05) and time.monotonic() < until:
+            pass
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    threading.Thread(target=work, name="duckdb-query", daemon=True).start()
+    try:
+        while not done.wait(0.05):
+            if deadline is not None and not done.is_set() and time.monotonic() >= deadline:
+                stop()
+                raise QueryError(f"query stopped after {timeout:g} s, the time limit (--timeout {timeout:g}): "
+                                 "narrow it (WHERE, LIMIT) or raise --timeout")
+    except KeyboardInterrupt:
+        stop()
+        raise QueryInterrupted("query interrupted (Ctrl-C)") from None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["frame"]
 
 
 def neutralise_formulas(frame):

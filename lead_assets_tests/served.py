@@ -2,6 +2,9 @@
 
 The served tests (`test_served*.py`) all start it, wait until GraphQL answers, and stop the
 whole process group afterwards (SIGTERM, then SIGKILL: `dg dev` does not always pass SIGTERM on).
+:func:`make_dev` starts ``make dev`` itself (``lead-assets init``'s instance, the pre-warmed
+launcher); :func:`started_under` finds every process it started, however deep and in whatever
+session (the launcher's processes have their own), by the data home in their environment.
 """
 
 import json
@@ -73,6 +76,14 @@ def wait_for(what: str, ready: Callable[[], object], process: subprocess.Popen, 
         time.sleep(every)
 
 
+def _graphql_ready(port: int, query: str):
+    try:
+        data = graphql(port, query)
+    except (OSError, ValueError, KeyError, TypeError):  # not listening, or not loaded yet
+        return None
+    return data if data and data.get("assetNodes") else None
+
+
 @contextmanager
 def dev_server(env: dict, command: str = "dagster", query: str = "{ assetNodes { assetKey { path } } }",
                timeout: float = 240) -> Iterator[tuple[subprocess.Popen, int, dict]]:
@@ -84,14 +95,7 @@ def dev_server(env: dict, command: str = "dagster", query: str = "{ assetNodes {
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     try:
-        def answer():
-            try:
-                data = graphql(port, query)
-            except (OSError, ValueError, KeyError, TypeError):  # not listening, or not loaded yet
-                return None
-            return data if data and data.get("assetNodes") else None
-
-        yield process, port, wait_for("GraphQL to answer", answer, process, timeout)
+        yield process, port, wait_for("GraphQL to answer", lambda: _graphql_ready(port, query), process, timeout)
     finally:
         for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
@@ -100,3 +104,49 @@ def dev_server(env: dict, command: str = "dagster", query: str = "{ assetNodes {
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
+
+
+def started_under(root) -> dict[int, str]:
+    """Every live process whose environment says ``LEAD_ASSETS_HOME=root``: pid -> command line."""
+    marker = f"LEAD_ASSETS_HOME={root}".encode()
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environment = handle.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone, or not ours
+            continue
+        if marker in environment and state != "Z":
+            found[int(entry)] = command
+    return found
+
+
+@contextmanager
+def make_dev(root: Path, log: Path, timeout: float = 240) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``make dev`` as a user runs it, with ``LEAD_ASSETS_HOME=root`` on a free loopback port (its own
+    process group, as a terminal gives it); afterwards every process it started is killed."""
+    port = free_port()
+    venv = Path(sys.executable).parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["LEAD_ASSETS_HOME"] = str(root)
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "-o", f"{venv}/.installed", "dev", f"PORT={port}", f"VENV={venv}"],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for("make dev's GraphQL to answer", lambda: _graphql_ready(port, "{ assetNodes { assetKey { path } } }"),
+                 process, timeout)
+        yield process, port
+    finally:
+        for pid in [process.pid, *started_under(root)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(timeout=10)

@@ -4,12 +4,18 @@ A champion trained on synthetic leads scores three new days through Dagster (`sc
 with the trailing-window cut-off on the third day); the service, started as a user starts it,
 answers the same leads with the same probability, score, bucket and reasons, refuses malformed
 and oversized requests with a 4xx naming field and rule, and follows a promotion and a rollback
-while a client keeps scoring, without one failed request. About a minute.
+while a client keeps scoring, without one failed request. Then it refuses too many rows in every
+format (a tiny Parquet body of a million rows without its memory growing), a lone surrogate and a
+large malformed body without echoing it; it withdraws a removed champion (503 saying so) and
+serves it again when the alias is back; and a promoted version whose artifacts are briefly
+unreachable is retried until it loads. About a minute and a half.
 """
 
 import http.client
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,10 +84,10 @@ class Client:
         self.port, self.token = port, token
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
-    def post(self, body, params: dict | None = None, raw: bytes | None = None):
+    def post(self, body, params: dict | None = None, raw: bytes | None = None, content_type: str = "application/json"):
         payload = raw if raw is not None else json.dumps(
             body if params is None else {**body, "params": params}).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": content_type}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         self.connection.request("POST", "/invocations", body=payload, headers=headers)
@@ -145,6 +151,8 @@ def test_served_champion_equals_scored_leads_and_follows_promotions(lead_home, t
 
     with service(lead_home, tmp_path) as (process, port):
         _check_service(process, port, batch, new, first, second)
+        _check_limits(process, port, new, tmp_path / "serve.log")
+        _check_healing(process, port, new, first, second, tmp_path / "serve.log")
 
 
 def _check_service(process, port, batch, new, first, second):
@@ -235,3 +243,69 @@ def _check_service(process, port, batch, new, first, second):
     assert all(v == body_version for _, v, body_version in seen)
     order = [v for i, (_, v, _) in enumerate(seen) if i == 0 or seen[i - 1][1] != v]
     assert order == [first, second, first], order
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM")) / 1024
+
+
+def _check_limits(process, port, new, log):
+    client = Client(port)
+    buffer = io.BytesIO()
+    one = new.head(1).reset_index(drop=True)
+    one.loc[one.index.repeat(1_000_000)].reset_index(drop=True).to_parquet(buffer, index=False)
+    assert len(buffer.getvalue()) < MAX_BYTES  # a small body that pandas would make a million-row frame of
+    before = _peak_rss_mb(process.pid)
+    status, _, answer = client.post(None, raw=buffer.getvalue(), content_type="application/vnd.apache.parquet")
+    assert status == 413 and "1,000,000 leads, more than the 10,000" in answer["message"], answer
+    assert _peak_rss_mb(process.pid) - before < 100, (before, _peak_rss_mb(process.pid))
+
+    five = io.BytesIO()
+    new.head(5).to_parquet(five, index=False)
+    status, _, answer = client.post(None, raw=five.getvalue(), content_type="application/vnd.apache.parquet")
+    assert status == 200 and len(answer["predictions"]) == 5, answer
+    status, _, answer = client.post(None, raw=("lead_id\n" + "x\n" * 10_001).encode(), content_type="text/csv")
+    assert status == 413 and "10,001 leads" in answer["message"], answer
+
+    record = json.loads(new.head(1).to_json(orient="records"))[0]
+    body = json.dumps({"dataframe_records": [record, dict(record, city_mapped="Pune\ud800")]}).encode()
+    status, _, answer = client.post(None, raw=body)
+    assert status == 400 and answer["message"].startswith("record 1: city_mapped: text holds a lone surrogate"), answer
+    malformed = b'{"dataframe_records": [' + json.dumps(record).encode() * (550_000 // len(json.dumps(record))) + b"]}"
+    assert 500_000 < len(malformed) < MAX_BYTES
+    status, _, answer = client.post(None, raw=malformed)
+    assert status == 400 and len(json.dumps(answer)) < 1_000, answer
+    logged = log.read_text()
+    assert "lone surrogate" in logged and "not valid JSON" in logged
+
+
+def _check_healing(process, port, new, first, second, log):
+    from mlflow import MlflowClient
+
+    client, body = Client(port), _records(new.head(1))
+    mlflow_client = MlflowClient()
+    mlflow_client.delete_registered_model_alias(NAME, "champion")  # the champion deleted
+    wait_for("the removed champion to be withdrawn", lambda: client.ping() == 503, process, 30, every=0.2)
+    status, _, answer = client.post(body)
+    assert status == 503 and f"{NAME}@champion was removed from the registry" in answer["message"], answer
+    assert f"stopped serving version {first}" in log.read_text()
+    registry.set_champion(NAME, first)
+    wait_for("the champion to be served again", lambda: client.ping() == 200, process, 30, every=0.2)
+    assert client.post(body)[1] == first
+
+    # a promoted version whose artifacts are briefly unreachable: retried until it loads
+    source = mlflow_client.get_model_version(NAME, second).source
+    folder = Path(mlflow_client.get_logged_model(source.split("/")[-1]).artifact_location.removeprefix("file://"))
+    hidden = folder.with_name(folder.name + ".away")
+    shutil.move(folder, hidden)
+    try:
+        registry.set_champion(NAME, second)
+        wait_for("the failed load to be logged", lambda: f"version {second} failed to load (attempt 1)"
+                 in log.read_text(), process, 60, every=0.2)
+        status, version, _ = client.post(body)
+        assert status == 200 and version == first and client.ping() == 200  # the old version keeps serving
+    finally:
+        shutil.move(hidden, folder)
+    wait_for(f"version {second} to load on a retry", lambda: client.post(body)[1] == second, process, 60, every=0.5)
+    assert "retrying in 5 s, still serving version" in log.read_text()

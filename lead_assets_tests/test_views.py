@@ -73,3 +73,14 @@ def test_cli_and_demo_share_the_query_layer_without_an_import_circle():
             "import lead_assets.cli as c; assert c.run_query is d.run_query")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_query_stops_at_its_time_limit_and_the_connection_is_released(home_with_leads):
+    import time
+
+    endless = "SELECT count(*) FROM range(100000000) a, range(100000000) b WHERE a.range + b.range = 7"
+    began = time.monotonic()
+    with pytest.raises(views.QueryError, match=r"query stopped after 0.3 s, the time limit \(--timeout 0.3\)"):
+        views.run_query(home_with_leads, endless, timeout=0.3)
+    assert time.monotonic() - began < 10
+    assert views.run_query(home_with_leads, "SELECT count(*) AS n FROM raw_leads", timeout=30)["n"].tolist() == [2]

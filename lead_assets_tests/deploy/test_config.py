@@ -35,6 +35,9 @@ def test_instance_yaml_is_valid_and_takes_secrets_from_env(name):
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["concurrency"]["runs"]["max_concurrent_runs"] > 0
+    # a run whose worker died is failed and re-run once, and the pool slot its step held is freed
+    assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+    assert config["run_retries"]["enabled"] and not config["run_retries"]["retry_on_asset_or_op_failure"]
     assert "sqlite" not in (DEPLOY / name).read_text().split("# ")[0]
 
 
