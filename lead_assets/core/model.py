@@ -231,6 +231,18 @@ class LeadModel:
                 frame[column] = frame[column].astype("string").fillna(schema.MISSING).astype(str)
         return frame
 
+    def model_arrays(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """:meth:`model_input` as one array per column, for a few rows (a frame costs more than they do)."""
+        missing = [c for c in self.features if c not in features.columns]
+        if missing:
+            raise ValueError(f"feature table lacks the model's columns: {', '.join(missing)}")
+        arrays = {c: features[c].to_numpy() for c in self.features}
+        for column in self.categorical:
+            values = arrays[column]
+            if values.dtype != object or pd.isna(values).any():
+                arrays[column] = features[column].astype("string").fillna(schema.MISSING).astype(str).to_numpy()
+        return arrays
+
     def pool(self, features: pd.DataFrame):
         from catboost import Pool
 
@@ -253,7 +265,7 @@ class LeadModel:
         if not self.categorical or not len(features):
             return np.zeros((len(features), len(self.categorical)), dtype=bool)
         frame = self.model_input(features) if model_input is None else model_input
-        return np.column_stack([_outside(frame[c].to_numpy(), self.levels[c]) for c in self.categorical])
+        return np.column_stack([_outside(np.asarray(frame[c]), self.levels[c]) for c in self.categorical])
 
     def unseen_levels(self, features: pd.DataFrame, mask: np.ndarray | None = None) -> pd.Series:
         """True where a lead carries a categorical level never seen in training."""

@@ -7,7 +7,7 @@ the text a CSV cell holding it would have (``true`` is the text ``true``, which 
 cannot send is judged here: a JSON object or array where a value belongs (``wrong_type``), a
 request without the required fields (``missing_field``) or without records (``no_leads``).
 Cleaning, features, probability, bucket and reasons are the batch's own functions
-(``clean_leads``, ``build_features``, ``score_leads``), so a lead scored online and in
+(``clean_leads``, ``build_features``, ``score_leads``'s ``scored_columns``), so a lead scored online and in
 ``scored_leads`` by the same model version gets the same probability and reasons.
 
 The junk cut-off is the one thing a single lead cannot compute: in the batch it is a quantile
@@ -44,7 +44,7 @@ from lead_assets.core.features import build_features
 from lead_assets.core.ingest import RowReasons, first_day_setting, json_cells, now_utc, type_lead_rows
 from lead_assets.core.model import LeadModel
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
-from lead_assets.core.scoring import BucketConfig, reason_details, score_leads
+from lead_assets.core.scoring import BucketConfig, reason_details, scored_columns
 
 CUTOFF_FILE_ENV = "LEAD_ASSETS_CUTOFF_FILE"
 MAX_PROBLEMS = 20  # an error message lists at most this many broken fields
@@ -207,16 +207,14 @@ def score_records(records: pd.DataFrame, model: LeadModel, model_name: str, mode
     """One answer per record, in order: the fields of :data:`OUTPUT_FIELDS`."""
     typed = type_leads(records, now=now)
     features = build_features(clean_leads(typed))
-    scored = score_leads(features, model, model_name=model_name, model_version=str(model_version),
-                         buckets=buckets, cutoffs=(cutoff.value, cutoff.rule))
-    created = scored[CREATED_DATE].dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
-    details = reason_details(scored)
+    values = scored_columns(features, model, model_name=model_name, model_version=str(model_version),
+                            buckets=buckets, cutoffs=(cutoff.value, cutoff.rule))
+    created = pd.DatetimeIndex(values[CREATED_DATE]).strftime("%Y-%m-%dT%H:%M:%S")
+    details = reason_details(values)
     version = None if model_version is None else str(model_version)
-    values = {column: scored[column].to_numpy() for column in OUTPUT_FIELDS
-              if column not in (CREATED_DATE, "reason_details", "model_version")}
     return [{LEAD_ID: values[LEAD_ID][i], CREATED_DATE: created[i], "probability": float(values["probability"][i]),
              "score": int(values["score"][i]), "bucket": values["bucket"][i], "cutoff": float(values["cutoff"][i]),
              "cutoff_rule": values["cutoff_rule"][i], "reasons": values["reasons"][i], "reason_details": details[i],
              "unseen_levels": bool(values["unseen_levels"][i]), "unseen_columns": values["unseen_columns"][i],
              "model_name": values["model_name"][i], "model_version": version}
-            for i in range(len(scored))]
+            for i in range(len(created))]

@@ -89,8 +89,15 @@ def shap_values(model: LeadModel, features: pd.DataFrame, thread_count: int = -1
     from catboost import Pool
 
     frame = model.model_input(features) if model_input is None else model_input
-    return np.asarray(model.raw_model.get_feature_importance(
-        Pool(frame, cat_features=list(model.categorical)), type="ShapValues", thread_count=thread_count), dtype=float)
+    if not isinstance(frame, pd.DataFrame):  # model_arrays: one object row per lead, cheaper than a frame
+        table = np.empty((len(features), len(model.features)), dtype=object)
+        for j, column in enumerate(model.features):
+            table[:, j] = frame[column]
+        pool = Pool(table, cat_features=[model.features.index(c) for c in model.categorical])
+    else:
+        pool = Pool(frame, cat_features=list(model.categorical))
+    return np.asarray(model.raw_model.get_feature_importance(pool, type="ShapValues", thread_count=thread_count),
+                      dtype=float)
 
 
 def _text_of(value) -> str:
@@ -115,20 +122,23 @@ def _signed(values: np.ndarray) -> np.ndarray:
     return texts[codes].reshape(values.shape)
 
 
-def reasons(model: LeadModel, features: pd.DataFrame, shap: np.ndarray, top: int = REASONS,
-            model_input: pd.DataFrame | None = None) -> pd.DataFrame:
+def reasons(model: LeadModel, features: pd.DataFrame, shap: np.ndarray, top: int = REASONS) -> pd.DataFrame:
     """The ``top`` features by |SHAP| per lead: structured columns and one readable ``reasons`` text."""
+    return pd.DataFrame(reason_columns(model, shap, model.model_input(features), top), index=features.index)
+
+
+def reason_columns(model: LeadModel, shap: np.ndarray, model_input, top: int = REASONS) -> dict[str, np.ndarray]:
+    """:func:`reasons` as arrays, from the model's input (a frame, or :meth:`LeadModel.model_arrays`)."""
     contributions = shap[:, :-1]
     top = min(top, contributions.shape[1])
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contributions, order, axis=1)
     names = np.array(model.features, dtype=object)
     values = np.empty(order.shape, dtype=object)
-    frame = model.model_input(features) if model_input is None else model_input
     for j in np.unique(order):
         column = model.features[j]
         rows, slots = np.nonzero(order == j)
-        values[rows, slots] = _as_text(frame[column].to_numpy()[rows])
+        values[rows, slots] = _as_text(np.asarray(model_input[column])[rows])
     sizes = _signed(picked)
     out = {}
     text = None
@@ -138,17 +148,18 @@ def reasons(model: LeadModel, features: pd.DataFrame, shap: np.ndarray, top: int
         out[f"reason_{k + 1}_shap"] = picked[:, k]
         part = names[order[:, k]] + "=" + values[:, k] + " (" + sizes[:, k] + ")"
         text = part if text is None else text + "; " + part
-    return pd.DataFrame({"reasons": text if text is not None else "", **out}, index=features.index)
+    return {"reasons": text if text is not None else np.full(len(shap), "", dtype=object), **out}
 
 
 def reason_details(scored: pd.DataFrame) -> list[list[dict]]:
     """Per scored row, its top reasons as ``{feature, value, direction, size}`` (size = |SHAP|)."""
     columns = [(f"reason_{k}_feature", f"reason_{k}_value", f"reason_{k}_shap") for k in range(1, REASONS + 1)]
-    present = [c for c in columns if c[0] in scored.columns]
+    present = [c for c in columns if c[0] in scored]
+    arrays = [tuple(np.asarray(scored[c]) for c in triple) for triple in present]
     return [
-        [{"feature": row[f], "value": row[v], "direction": "up" if row[s] >= 0 else "down", "size": abs(float(row[s]))}
-         for f, v, s in present if isinstance(row[f], str)]
-        for row in scored[[c for triple in present for c in triple]].to_dict("records")
+        [{"feature": f[i], "value": v[i], "direction": "up" if s[i] >= 0 else "down", "size": abs(float(s[i]))}
+         for f, v, s in arrays if isinstance(f[i], str)]
+        for i in range(len(scored[LEAD_ID]))
     ]
 
 
@@ -167,12 +178,22 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
     (cut-off, rule) given by the caller instead (online scoring: a lead scored alone has no
     trailing window, see ``core.online``).
     """
+    columns = scored_columns(features, model, model_name, model_version, buckets, scored_at, thread_count,
+                             context, cutoffs)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(columns[LEAD_ID])))
+
+
+def scored_columns(features: pd.DataFrame, model: LeadModel, model_name: str, model_version: str,
+                   buckets: BucketConfig | None = None, scored_at=None, thread_count: int = -1,
+                   context: pd.DataFrame | None = None, cutoffs: tuple | None = None) -> dict[str, np.ndarray]:
+    """:func:`score_leads`'s columns as arrays (online scoring reads a lead's answer from them: for
+    one lead, the frame costs more than the scoring)."""
     buckets = buckets or BucketConfig()
     stamp = _utc(scored_at)
     features = features.reset_index(drop=True)
     n = len(features)
     if n:
-        model_input = model.model_input(features)
+        model_input = model.model_input(features) if n > 1 else model.model_arrays(features)
         if n == 1:  # nothing to deduplicate
             group, distinct, distinct_input = np.zeros(1, dtype=np.int64), features, model_input
         else:
@@ -182,16 +203,15 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
             distinct_input = model_input.iloc[first].reset_index(drop=True)
         shap = shap_values(model, distinct, thread_count, model_input=distinct_input)
         probability = model.calibrator(shap.sum(axis=1))[group]
-        explained = reasons(model, distinct, shap, model_input=distinct_input)
+        explained = reason_columns(model, shap, distinct_input)
         if n > 1:
-            explained = explained.iloc[group].reset_index(drop=True)
+            explained = {column: values[group] for column, values in explained.items()}
         unseen = model.unseen_mask(features, model_input)
     else:
         probability = np.zeros(0)
-        explained = pd.DataFrame(
-            {"reasons": pd.Series(dtype=object),
-             **{f"reason_{k}_{part}": pd.Series(dtype=float if part == "shap" else object)
-                for k in range(1, REASONS + 1) for part in ("feature", "value", "shap")}})
+        explained = {"reasons": np.zeros(0, dtype=object),
+                     **{f"reason_{k}_{part}": np.zeros(0, dtype=float if part == "shap" else object)
+                        for k in range(1, REASONS + 1) for part in ("feature", "value", "shap")}}
         unseen = model.unseen_mask(features)
     if cutoffs is None:
         cutoff, rule = lead_cutoffs(model, features, probability, context)
@@ -206,11 +226,11 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
         "bucket": assign_buckets(probability, cutoff, buckets),
         "cutoff": np.asarray(cutoff, dtype=float),
         "cutoff_rule": rule,
-        **{column: explained[column].array for column in explained.columns},
+        **explained,
         "unseen_levels": model.unseen_levels(features, unseen).to_numpy(),
         "unseen_columns": model.unseen_columns(features, unseen).to_numpy(),
         "model_name": np.full(n, model_name, dtype=object),
         "model_version": np.full(n, str(model_version), dtype=object),
         "scored_at": pd.DatetimeIndex(np.full(n, stamp.tz_convert(None).to_datetime64())).tz_localize("UTC"),
     }
-    return pd.DataFrame(columns, index=pd.RangeIndex(n))
+    return columns
