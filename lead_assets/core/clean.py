@@ -80,14 +80,28 @@ def clean_leads(raw: pd.DataFrame, ref: Reference | None = None) -> pd.DataFrame
     tiers = ref.city_tiers
     out[CITY_TIER] = np.array([tiers.get(v, 3) if isinstance(v, str) else 3 for v in city], dtype="int8")
     present = [c for c in ref.interaction_columns if c in raw.columns]
+    counts = _counts(raw, present)
     for group in ref.group_columns:
-        members = [c for c in present if ref.interaction_groups[c] == group]
         total = np.zeros(len(raw), dtype="float64")
-        for member in members:
-            values = raw[member].to_numpy(dtype="float64", na_value=np.nan)
-            total += np.where(np.isnan(values), 0.0, values)
+        for member in present:
+            if ref.interaction_groups[member] == group:
+                total += counts[member]
         out[group] = total.astype("int64")
     return pd.DataFrame(out, index=index)
+
+
+SMALL = 64  # rows: below this, one block of counts; above, a column at a time (a block of 37 copies memory)
+
+
+def _counts(raw: pd.DataFrame, present: list[str]) -> dict[str, np.ndarray]:
+    """Each interaction count column as float64, nulls as 0."""
+    def zero_nulls(values: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(values), 0.0, values)
+
+    if len(raw) <= SMALL and present:  # one lookup instead of 37: they cost more than a few rows
+        block = zero_nulls(raw[present].to_numpy(dtype="float64", na_value=np.nan))
+        return {c: block[:, j] for j, c in enumerate(present)}
+    return {c: zero_nulls(raw[c].to_numpy(dtype="float64", na_value=np.nan)) for c in present}
 
 
 def _is_level(value, significant) -> bool:
