@@ -85,7 +85,7 @@ def clean_leads(raw: pd.DataFrame, ref: Reference | None = None) -> pd.DataFrame
         total = np.zeros(len(raw), dtype="float64")
         for member in present:
             if ref.interaction_groups[member] == group:
-                total += counts[member]
+                total += counts(member)
         out[group] = total.astype("int64")
     return pd.DataFrame(out, index=index)
 
@@ -93,15 +93,16 @@ def clean_leads(raw: pd.DataFrame, ref: Reference | None = None) -> pd.DataFrame
 SMALL = 64  # rows: below this, one block of counts; above, a column at a time (a block of 37 copies memory)
 
 
-def _counts(raw: pd.DataFrame, present: list[str]) -> dict[str, np.ndarray]:
-    """Each interaction count column as float64, nulls as 0."""
+def _counts(raw: pd.DataFrame, present: list[str]):
+    """Column name -> that interaction count column as float64, nulls as 0."""
     def zero_nulls(values: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(values), 0.0, values)
 
     if len(raw) <= SMALL and present:  # one lookup instead of 37: they cost more than a few rows
         block = zero_nulls(raw[present].to_numpy(dtype="float64", na_value=np.nan))
-        return {c: block[:, j] for j, c in enumerate(present)}
-    return {c: zero_nulls(raw[c].to_numpy(dtype="float64", na_value=np.nan)) for c in present}
+        where = {c: j for j, c in enumerate(present)}
+        return lambda column: block[:, where[column]]
+    return lambda column: zero_nulls(raw[column].to_numpy(dtype="float64", na_value=np.nan))
 
 
 def _is_level(value, significant) -> bool:
