@@ -65,10 +65,10 @@ def clean_leads(raw: pd.DataFrame, ref: Reference | None = None) -> pd.DataFrame
     interactions = set(ref.interaction_columns)
     replaced = {CITY, LEADS_DROPPED, REFERRED, *schema.LEVEL_COLUMNS}
     index = raw.index
-    out: dict[str, pd.Series | np.ndarray] = {c: raw[c] for c in raw.columns
-                                              if c not in interactions and c not in replaced}
+    # arrays, not Series: a frame built from Series aligns every one of them on the index
+    out: dict[str, object] = {c: raw[c].array for c in raw.columns if c not in interactions and c not in replaced}
     for column in (LEADS_DROPPED, REFERRED):
-        out[column] = raw[column].fillna(0.0)
+        out[column] = raw[column].fillna(0.0).array
     for column in schema.LEVEL_COLUMNS:
         level = _text(raw[column])
         significant = ref.significant_levels[column]
