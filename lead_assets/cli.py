@@ -235,7 +235,7 @@ def cmd_serve(args) -> int:
     print(f"serving {args.name}@champion on http://{args.host}:{args.port} (POST /invocations, GET /ping)"
           + (", bearer token required" if token else ""), flush=True)
     serve(home, args.name, sock, token=token, max_request_bytes=args.max_request_bytes,
-          max_request_rows=args.max_request_rows, poll_seconds=args.poll_seconds)
+          max_request_rows=args.max_request_rows, poll_seconds=args.poll_seconds, workers=args.workers)
     return 0
 
 
@@ -336,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-rows", type=_positive, default=DEFAULT_MAX_REQUEST_ROWS,
                    help=f"leads one request may hold, in any format (default {DEFAULT_MAX_REQUEST_ROWS:,})")
     p.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check where champion points")
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="processes answering on the port, each following the champion (one per core: "
+                        f"{os.cpu_count() or 1} here)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -265,6 +265,15 @@ class ScoringService:
             log.warning("refused a request (%d %s): %s", refused.status, refused.code, refused.message[:300])
             await _answer(send, refused.status, refused.code, refused.message)
             return
+        if path == "/invocations" and scope.get("method") == "POST":
+            answer = direct_answer(served, headers.get(b"content-type", b""), body)
+            if answer is not None:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(answer)).encode()),
+                                        (b"x-lead-model-version", served.version.encode())]})
+                await send({"type": "http.response.body", "body": answer})
+                return
         sent = False
 
         async def replay():
@@ -372,6 +381,41 @@ class ScoringService:
                 self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+DIRECT_ROWS = 64  # a JSON request of at most this many leads is answered without MLflow's app
+DIRECT_PARAMS = ("cutoff", "hot_min_probability", "warm_min_probability")
+
+
+def direct_answer(served: Served, content_type: bytes, body: bytes) -> bytes | None:
+    """MLflow's answer to a small ``dataframe_records`` request, computed by the model's own
+    ``answer`` (what its ``predict`` runs) without MLflow's app: for one lead, MLflow's input
+    cast and frame cost more than the scoring. Anything else (other shapes, params MLflow would
+    check, a lead a rule refuses, an error) returns None, and MLflow's app answers it as before.
+    """
+    if content_type.split(b";")[0].strip().lower() != b"application/json":
+        return None
+    unwrap = getattr(served.model, "unwrap_python_model", None)
+    model = unwrap() if unwrap is not None else None
+    if not callable(getattr(model, "answer", None)):
+        return None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not set(payload) <= {"dataframe_records", "params"}:
+        return None
+    records, params = payload.get("dataframe_records"), payload.get("params", {})
+    if (not isinstance(records, list) or not 0 < len(records) <= DIRECT_ROWS
+            or not all(isinstance(r, dict) for r in records) or not isinstance(params, dict)
+            or not set(params) <= set(DIRECT_PARAMS)
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in params.values())):
+        return None
+    try:
+        rows = model.answer(records, params)
+    except Exception:  # a refused lead or a failure: MLflow's app says it as before
+        return None
+    return json.dumps({"predictions": rows}).encode()
 
 
 CONTENT_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
@@ -538,8 +582,25 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve(home, model_name: str, sock: socket.socket, token: str | None = None,
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS,
-          poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
-    """Run the service with uvicorn on ``sock`` (from :func:`listen`) until interrupted: ``lead-assets serve``."""
+          poll_seconds: float = DEFAULT_POLL_SECONDS, workers: int = 1) -> None:
+    """Run the service with uvicorn on ``sock`` (from :func:`listen`) until interrupted: ``lead-assets serve``.
+
+    ``workers`` > 1: that many processes accept on the same socket, each a whole service (its own
+    champion follower, retry/backoff, ``/ping``), so one lead's scoring, which holds the GIL, runs
+    on every core; a worker that dies is started again.
+    """
+    settings = dict(token=token, max_request_bytes=max_request_bytes, max_request_rows=max_request_rows,
+                    poll_seconds=poll_seconds)
+    if workers <= 1:
+        _serve_one(home, model_name, sock, **settings)
+    else:
+        _supervise(workers, dict(home=home, model_name=model_name, sock=sock, **settings))
+
+
+def _serve_one(home, model_name: str, sock: socket.socket, token: str | None, max_request_bytes: int,
+               max_request_rows: int, poll_seconds: float, load_first: bool = False) -> None:
+    """One service on ``sock``; ``load_first``: try to load the champion before accepting connections
+    (a second worker joins once it can answer, while the first answers /ping 503 during its load)."""
     import mlflow
     import uvicorn
 
@@ -552,5 +613,54 @@ def serve(home, model_name: str, sock: socket.socket, token: str | None = None,
             model_name, lambda: registry.champion_version(model_name), token=token,
             max_request_bytes=max_request_bytes, max_request_rows=max_request_rows, poll_seconds=poll_seconds,
             cutoff_file=Path(folder) / "cutoff.json", publish_cutoff=warehouse_cutoff(home))
+        if load_first:
+            service.refresh()
         server = uvicorn.Server(uvicorn.Config(service, log_level="warning", lifespan="on"))
         server.run(sockets=[sock])
+
+
+def _worker(settings: dict, load_first: bool) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops workers with SIGTERM
+    _serve_one(**settings, load_first=load_first)
+
+
+def _supervise(workers: int, settings: dict) -> None:
+    """Start ``workers`` worker processes (spawned: no threads or CatBoost state shared by fork) and
+    restart one that exits, until SIGTERM or SIGINT; then stop them all."""
+    import multiprocessing
+    import signal
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def stop(signum, frame):
+        stopping.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def start(k: int, load_first: bool) -> multiprocessing.Process:
+        process = context.Process(target=_worker, args=(settings, load_first), name=f"lead-serve-worker-{k}", daemon=True)
+        process.start()
+        return process
+
+    processes = [start(k, k > 0) for k in range(workers)]
+    try:
+        while not stopping.wait(1.0):
+            for k, process in enumerate(processes):
+                if not process.is_alive():
+                    log.error("serving worker %d (pid %s) exited with %s: starting another", k, process.pid,
+                              process.exitcode)
+                    processes[k] = start(k, True)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -307,3 +307,37 @@ def test_a_malformed_big_body_is_never_echoed_back():
     message = json.loads(concise_error(long))["message"]
     assert len(message) < 1_100 and message.endswith("(899,000 more characters not shown)")
     assert len(concise_error(b"z" * 900_000)) < 1_100
+
+
+def test_a_small_json_request_is_answered_without_mlflow_exactly_as_mlflow_answers_it(tmp_path):
+    """The direct path (one lead in milliseconds) gives what MLflow's pyfunc answers (its input cast,
+    then ``predict``); what it does not take (a refused lead, other shapes, text params) goes to
+    MLflow's app."""
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+
+    from lead_assets.core import registry, synth
+    from lead_assets.core.model import TrainConfig
+    from lead_assets.core.training import train_model
+    from lead_assets_tests.factories import FAST, make_features
+
+    model = train_model(make_features(n=1200, seed=8), TrainConfig(**FAST)).model
+    mlflow.pyfunc.save_model(str(tmp_path / "m"), python_model=registry._pyfunc_class()(model),
+                             signature=ModelSignature(registry.raw_input_schema(), None, registry.params_schema()))
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    served = Served("3", _echo_app("3"), loaded)
+    service = ScoringService("lead_scoring", lambda: "3", loader=lambda *_: served)
+    service.refresh()
+    records = json.loads(synth.generate_leads("2021-08-01", 1, 3, seed=9, labelled=False).to_json(orient="records"))
+    for payload in ({"dataframe_records": records[:1]}, {"dataframe_records": records, "params": {"cutoff": 0.3}},
+                    {"dataframe_records": [dict(records[0], lead_id="crm-1")]}):
+        status, headers, answer = _call(service, body=json.dumps(payload).encode())
+        expected = loaded.predict(pd.DataFrame(payload["dataframe_records"]), params=payload.get("params"))
+        assert status == 200 and headers[b"x-lead-model-version"] == b"3"
+        assert answer == json.loads(json.dumps({"predictions": expected}))
+    for payload in ({"dataframe_records": [dict(records[0], referred_lead=True)]},
+                    {"dataframe_records": records[:1], "params": {"cutoff": "high"}},
+                    {"dataframe_split": {"columns": list(records[0]), "data": [list(records[0].values())]}},
+                    {"dataframe_records": records * 30}):
+        status, _, answer = _call(service, body=json.dumps(payload).encode())
+        assert status == 200 and answer["version"] == "3"  # MLflow's app (here a stand-in) answered

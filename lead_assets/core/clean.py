@@ -64,29 +64,69 @@ def clean_leads(raw: pd.DataFrame, ref: Reference | None = None) -> pd.DataFrame
     ref = ref or schema.reference()
     interactions = set(ref.interaction_columns)
     replaced = {CITY, LEADS_DROPPED, REFERRED, *schema.LEVEL_COLUMNS}
-    out: dict[str, pd.Series] = {c: raw[c] for c in raw.columns if c not in interactions and c not in replaced}
+    index = raw.index
+    # arrays, not Series: a frame built from Series aligns every one of them on the index
+    out: dict[str, object] = {c: raw[c].array for c in raw.columns if c not in interactions and c not in replaced}
     for column in (LEADS_DROPPED, REFERRED):
-        out[column] = raw[column].fillna(0.0)
+        out[column] = raw[column].fillna(0.0).array
     for column in schema.LEVEL_COLUMNS:
         level = _text(raw[column])
-        out[column] = level.where(level.isin(ref.significant_levels[column]), OTHERS)
-    city = _text(raw[CITY]).str.lower()
-    out[schema.CITY_NAME] = city.fillna(schema.MISSING)
+        significant = ref.significant_levels[column]
+        out[column] = np.array([v if _is_level(v, significant) else OTHERS for v in level], dtype=object)
+    city = np.array([v.lower() if isinstance(v, str) else v for v in _text(raw[CITY])], dtype=object)
+    out[schema.CITY_NAME] = _filled(city)
     for column, original in schema.ORIGINAL_LEVEL_COLUMNS.items():
-        out[original] = _text(raw[column]).fillna(schema.MISSING)
-    out[CITY_TIER] = city.map(ref.city_tiers).fillna(3).astype("int8")
+        out[original] = _filled(_text(raw[column]))
+    tiers = ref.city_tiers
+    out[CITY_TIER] = np.array([tiers.get(v, 3) if isinstance(v, str) else 3 for v in city], dtype="int8")
     present = [c for c in ref.interaction_columns if c in raw.columns]
+    counts = _counts(raw, present)
     for group in ref.group_columns:
-        members = [c for c in present if ref.interaction_groups[c] == group]
         total = np.zeros(len(raw), dtype="float64")
-        for member in members:
-            total += raw[member].fillna(0).to_numpy(dtype="float64")
-        out[group] = pd.Series(total.astype("int64"), index=raw.index)
-    return pd.DataFrame(out, index=raw.index)
+        for member in present:
+            if ref.interaction_groups[member] == group:
+                total += counts(member)
+        out[group] = total.astype("int64")
+    return pd.DataFrame(out, index=index)
 
 
-def _text(values: pd.Series) -> pd.Series:
-    """Stripped text as object dtype, empty strings as missing."""
-    text = values.astype(object).where(values.notna(), None)
-    text = text.str.strip() if len(text) and text.notna().any() else text
-    return text.where(text != "", None)
+SMALL = 64  # rows: below this, one block of counts; above, a column at a time (a block of 37 copies memory)
+
+
+def _counts(raw: pd.DataFrame, present: list[str]):
+    """Column name -> that interaction count column as float64, nulls as 0."""
+    def zero_nulls(values: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(values), 0.0, values)
+
+    if len(raw) <= SMALL and present:  # one lookup instead of 37: they cost more than a few rows
+        block = zero_nulls(raw[present].to_numpy(dtype="float64", na_value=np.nan))
+        where = {c: j for j, c in enumerate(present)}
+        return lambda column: block[:, where[column]]
+    return lambda column: zero_nulls(raw[column].to_numpy(dtype="float64", na_value=np.nan))
+
+
+def _is_level(value, significant) -> bool:
+    """``isin`` of one value: a missing value (None or NaN) is never a significant level."""
+    return isinstance(value, str) and value in significant
+
+
+def _filled(values: np.ndarray) -> np.ndarray:
+    """Missing (None or NaN) as ``schema.MISSING``, as ``fillna`` does."""
+    return np.array([schema.MISSING if v is None or v != v else v for v in values], dtype=object)
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    """Stripped text as an object array, empty strings and missing values as None (a value that is
+    not text as NaN, as pandas' ``str.strip`` leaves it). Plain Python per value: a pandas call per
+    column costs more than the values themselves for the few leads of an online request."""
+    out = values.to_numpy(dtype=object, na_value=None)
+    result = np.empty(len(out), dtype=object)
+    for i, v in enumerate(out):
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            result[i] = None
+        elif isinstance(v, str):
+            v = v.strip()
+            result[i] = v if v else None
+        else:
+            result[i] = np.nan
+    return result

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -222,12 +223,25 @@ class LeadModel:
         if missing:
             raise ValueError(f"feature table lacks the model's columns: {', '.join(missing)}")
         frame = features[list(self.features)]
-        broken = [c for c in self.categorical if frame[c].dtype != object or frame[c].isna().any()]
+        broken = [c for c in self.categorical
+                  if frame[c].dtype != object or pd.isna(frame[c].to_numpy()).any()]
         if broken:
             frame = frame.copy()
             for column in broken:
                 frame[column] = frame[column].astype("string").fillna(schema.MISSING).astype(str)
         return frame
+
+    def model_arrays(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """:meth:`model_input` as one array per column, for a few rows (a frame costs more than they do)."""
+        missing = [c for c in self.features if c not in features.columns]
+        if missing:
+            raise ValueError(f"feature table lacks the model's columns: {', '.join(missing)}")
+        arrays = {c: features[c].to_numpy() for c in self.features}
+        for column in self.categorical:
+            values = arrays[column]
+            if values.dtype != object or pd.isna(values).any():
+                arrays[column] = features[column].astype("string").fillna(schema.MISSING).astype(str).to_numpy()
+        return arrays
 
     def pool(self, features: pd.DataFrame):
         from catboost import Pool
@@ -245,27 +259,41 @@ class LeadModel:
         """Calibrated probability of completing an application, one per row."""
         return self.calibrator(self.raw_scores(features))
 
-    def unseen_mask(self, features: pd.DataFrame) -> np.ndarray:
-        """(rows, categorical columns) booleans: the row's level never occurred in training."""
+    def unseen_mask(self, features: pd.DataFrame, model_input: pd.DataFrame | None = None) -> np.ndarray:
+        """(rows, categorical columns) booleans: the row's level never occurred in training.
+        ``model_input``: ``self.model_input(features)`` when the caller has it already."""
         if not self.categorical or not len(features):
             return np.zeros((len(features), len(self.categorical)), dtype=bool)
-        frame = self.model_input(features)
-        return np.column_stack([~frame[c].isin(self.levels[c]).to_numpy(dtype=bool) for c in self.categorical])
+        frame = self.model_input(features) if model_input is None else model_input
+        return np.column_stack([_outside(np.asarray(frame[c]), self.levels[c]) for c in self.categorical])
 
-    def unseen_levels(self, features: pd.DataFrame) -> pd.Series:
+    def unseen_levels(self, features: pd.DataFrame, mask: np.ndarray | None = None) -> pd.Series:
         """True where a lead carries a categorical level never seen in training."""
-        return pd.Series(self.unseen_mask(features).any(axis=1), index=features.index, name="unseen_levels")
+        mask = self.unseen_mask(features) if mask is None else mask
+        return pd.Series(mask.any(axis=1), index=features.index, name="unseen_levels")
 
-    def unseen_columns(self, features: pd.DataFrame) -> pd.Series:
+    def unseen_columns(self, features: pd.DataFrame, mask: np.ndarray | None = None) -> pd.Series:
         """Which columns carry an unseen level, comma-separated ("" when none)."""
-        mask = self.unseen_mask(features)
+        mask = self.unseen_mask(features) if mask is None else mask
         codes = (mask * (1 << np.arange(mask.shape[1]))).sum(axis=1) if mask.size else np.zeros(len(features), int)
-        names = np.array([
-            ",".join(c for bit, c in enumerate(self.categorical) if code >> bit & 1)
-            for code in range(1 << len(self.categorical))
-        ], dtype=object)
-        return pd.Series(names[codes], index=features.index, name="unseen_columns")
+        return pd.Series(_column_names(self.categorical)[codes], index=features.index, name="unseen_columns")
 
+
+SMALL = 64  # below this many rows a Python loop beats a pandas call's fixed cost
+
+
+def _outside(values: np.ndarray, levels: frozenset[str]) -> np.ndarray:
+    """``~isin(levels)``, by set lookups for a few rows."""
+    if len(values) <= SMALL:
+        return np.array([v not in levels for v in values], dtype=bool)
+    return ~pd.Series(values).isin(levels).to_numpy(dtype=bool)
+
+
+@lru_cache(maxsize=8)
+def _column_names(categorical: tuple[str, ...]) -> np.ndarray:
+    """Per bit pattern of unseen columns, their names comma-separated."""
+    return np.array([",".join(c for bit, c in enumerate(categorical) if code >> bit & 1)
+                     for code in range(1 << len(categorical))], dtype=object)
 
 
 def sort_labelled(features: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ the text a CSV cell holding it would have (``true`` is the text ``true``, which 
 cannot send is judged here: a JSON object or array where a value belongs (``wrong_type``), a
 request without the required fields (``missing_field``) or without records (``no_leads``).
 Cleaning, features, probability, bucket and reasons are the batch's own functions
-(``clean_leads``, ``build_features``, ``score_leads``), so a lead scored online and in
+(``clean_leads``, ``build_features``, ``score_leads``'s ``scored_columns``), so a lead scored online and in
 ``scored_leads`` by the same model version gets the same probability and reasons.
 
 The junk cut-off is the one thing a single lead cannot compute: in the batch it is a quantile
@@ -32,6 +32,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from lead_assets.core.features import build_features
 from lead_assets.core.ingest import RowReasons, first_day_setting, json_cells, now_utc, type_lead_rows
 from lead_assets.core.model import LeadModel
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
-from lead_assets.core.scoring import BucketConfig, reason_details, score_leads
+from lead_assets.core.scoring import BucketConfig, reason_details, scored_columns
 
 CUTOFF_FILE_ENV = "LEAD_ASSETS_CUTOFF_FILE"
 MAX_PROBLEMS = 20  # an error message lists at most this many broken fields
@@ -70,31 +71,32 @@ def _problem(record, field: str, rule: str, detail: str) -> dict:
     return {"record": None if record is None else int(record), "field": field, "rule": rule, "detail": detail}
 
 
-def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
+def type_leads(records: pd.DataFrame | list[Mapping], now: pd.Timestamp | None = None) -> pd.DataFrame:
     """Records (raw CodePro fields; ``lead_id`` optional) to typed leads, by the batch's row rules.
+
+    ``records``: a frame, or the JSON records themselves (a field a record leaves out is empty,
+    as in the frame built from them), which spares building a frame for one lead.
 
     Raises :class:`InvalidLeads` naming, for every record that breaks a rule, the record, the
     field, the rule and what is wrong (the first rule it breaks, in the order a file row is
     judged); a request without records or without a required field is refused as a whole.
     Fields the schema does not know are ignored.
     """
-    if not isinstance(records, pd.DataFrame):
-        raise InvalidLeads([_problem(None, "(request)", "wrong_shape", "leads must be a table of records")])
-    if records.empty:
+    columns = _columns(records)
+    if not columns or not len(next(iter(columns.values()))):
         raise InvalidLeads([_problem(None, "(request)", "no_leads",
                                      "the request holds no lead records (dataframe_records is empty)")])
-    records = records.reset_index(drop=True)
-    missing = [c for c in schema.required_columns() if c not in records.columns]
+    missing = [c for c in schema.required_columns() if c not in columns]
     if missing:
         raise InvalidLeads([_problem(None, c, "missing_field", f"{c} is required in every record") for c in missing])
-    known = {LEAD_ID, *schema.required_columns(), *schema.reference().interaction_columns}
-    reasons = RowReasons(len(records))
+    known = _known_fields()
+    reasons = RowReasons(len(next(iter(columns.values()))))
     cells = {}
-    for column in records.columns:
+    for column, values in columns.items():
         if column in known:
-            cells[column], wrong = json_cells(records[column].tolist())
+            cells[column], wrong = json_cells(values)
             reasons.add(wrong, "wrong_type", column,
-                        lambda i, c=column: f"{c} must be a text or a number, not {type(records[c][i]).__name__}")
+                        lambda i, c=column: f"{c} must be a text or a number, not {type(columns[c][i]).__name__}")
     now = now_utc() if now is None else now
     typed = type_lead_rows(cells, reasons, first_day=first_day_setting(), today=now.date(), now=now,
                            duplicate_rule="duplicate_in_request", unit="record")
@@ -103,6 +105,21 @@ def type_leads(records: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.Dat
         raise InvalidLeads([_problem(i, reasons.column[i] or "(record)", reasons.rule[i], reasons.detail[i])
                             for i in broken])
     return typed
+
+
+def _columns(records) -> dict[str, list]:
+    """Field -> value per record, from a frame or from JSON records (fields in first-seen order)."""
+    if isinstance(records, pd.DataFrame):
+        return {column: records[column].tolist() for column in records.columns}
+    if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
+        raise InvalidLeads([_problem(None, "(request)", "wrong_shape", "leads must be a table of records")])
+    fields = dict.fromkeys(field for record in records for field in record)
+    return {field: [record.get(field) for record in records] for field in fields}
+
+
+@lru_cache(maxsize=1)
+def _known_fields() -> frozenset[str]:
+    return frozenset({LEAD_ID, *schema.required_columns(), *schema.reference().interaction_columns})
 
 
 @dataclass(frozen=True)
@@ -190,15 +207,14 @@ def score_records(records: pd.DataFrame, model: LeadModel, model_name: str, mode
     """One answer per record, in order: the fields of :data:`OUTPUT_FIELDS`."""
     typed = type_leads(records, now=now)
     features = build_features(clean_leads(typed))
-    scored = score_leads(features, model, model_name=model_name, model_version=str(model_version),
-                         buckets=buckets, cutoffs=(cutoff.value, cutoff.rule))
-    scored[CREATED_DATE] = scored[CREATED_DATE].dt.strftime("%Y-%m-%dT%H:%M:%S")
-    scored["reason_details"] = reason_details(scored)
-    scored["model_version"] = None if model_version is None else str(model_version)
-    rows = scored[list(OUTPUT_FIELDS)].to_dict("records")
-    for row in rows:
-        row["probability"] = float(row["probability"])
-        row["score"] = int(row["score"])
-        row["cutoff"] = float(row["cutoff"])
-        row["unseen_levels"] = bool(row["unseen_levels"])
-    return rows
+    values = scored_columns(features, model, model_name=model_name, model_version=str(model_version),
+                            buckets=buckets, cutoffs=(cutoff.value, cutoff.rule))
+    created = pd.DatetimeIndex(values[CREATED_DATE]).strftime("%Y-%m-%dT%H:%M:%S")
+    details = reason_details(values)
+    version = None if model_version is None else str(model_version)
+    return [{LEAD_ID: values[LEAD_ID][i], CREATED_DATE: created[i], "probability": float(values["probability"][i]),
+             "score": int(values["score"][i]), "bucket": values["bucket"][i], "cutoff": float(values["cutoff"][i]),
+             "cutoff_rule": values["cutoff_rule"][i], "reasons": values["reasons"][i], "reason_details": details[i],
+             "unseen_levels": bool(values["unseen_levels"][i]), "unseen_columns": values["unseen_columns"][i],
+             "model_name": values["model_name"][i], "model_version": version}
+            for i in range(len(created))]

@@ -90,19 +90,27 @@ def _pyfunc_class():
         def predict(self, context, model_input: pd.DataFrame, params=None):
             from lead_assets.core import online
 
-            params = params or {}
-            version = getattr(self, "model_version", None)
-            cutoff_file = getattr(self, "cutoff_file", None)
             try:
-                cutoff = online.choose_cutoff(self.lead_model, version, params.get("cutoff"),
-                                              cutoff_file.read() if cutoff_file else None)
-                return online.score_records(model_input, self.lead_model, getattr(self, "model_name",
-                                            DEFAULT_MODEL_NAME), version, cutoff, online.bucket_config(params))
+                return self.answer(model_input, params)
             except online.InvalidLeads as error:
                 from mlflow.exceptions import MlflowException
                 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
                 raise MlflowException(f"invalid leads: {error}", error_code=INVALID_PARAMETER_VALUE) from error
+
+        def answer(self, records, params=None) -> list[dict]:
+            """``predict`` without MLflow: a frame or the JSON records themselves (``lead-assets serve``
+            answers one-lead JSON requests through this; MLflow's input cast costs more than the rules
+            that type the records anyway). Raises ``online.InvalidLeads``."""
+            from lead_assets.core import online
+
+            params = params or {}
+            version = getattr(self, "model_version", None)
+            cutoff_file = getattr(self, "cutoff_file", None)
+            cutoff = online.choose_cutoff(self.lead_model, version, params.get("cutoff"),
+                                          cutoff_file.read() if cutoff_file else None)
+            return online.score_records(records, self.lead_model, getattr(self, "model_name", DEFAULT_MODEL_NAME),
+                                        version, cutoff, online.bucket_config(params))
 
     LeadModelPyfunc.__module__ = __name__
     LeadModelPyfunc.__qualname__ = "LeadModelPyfunc"

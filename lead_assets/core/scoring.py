@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from lead_assets.core.cutoff import trailing_cutoffs
-from lead_assets.core.model import LeadModel
+from lead_assets.core.model import SMALL, LeadModel
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 
 BUCKETS: tuple[str, ...] = ("hot", "warm", "cold", "junk")
@@ -82,21 +82,41 @@ def lead_cutoffs(model: LeadModel, features: pd.DataFrame, probability: np.ndarr
     return cut[len(context):], text[len(context):]
 
 
-def shap_values(model: LeadModel, features: pd.DataFrame, thread_count: int = -1) -> np.ndarray:
-    """CatBoost SHAP values, (rows, features + 1); the last column is the expected value."""
-    return np.asarray(model.raw_model.get_feature_importance(
-        model.pool(features), type="ShapValues", thread_count=thread_count), dtype=float)
+def shap_values(model: LeadModel, features: pd.DataFrame, thread_count: int = -1,
+                model_input: pd.DataFrame | None = None) -> np.ndarray:
+    """CatBoost SHAP values, (rows, features + 1); the last column is the expected value.
+    ``model_input``: ``model.model_input(features)`` when the caller has it already."""
+    from catboost import Pool
+
+    frame = model.model_input(features) if model_input is None else model_input
+    if not isinstance(frame, pd.DataFrame):  # model_arrays: one object row per lead, cheaper than a frame
+        table = np.empty((len(features), len(model.features)), dtype=object)
+        for j, column in enumerate(model.features):
+            table[:, j] = frame[column]
+        pool = Pool(table, cat_features=[model.features.index(c) for c in model.categorical])
+    else:
+        pool = Pool(frame, cat_features=list(model.categorical))
+    return np.asarray(model.raw_model.get_feature_importance(pool, type="ShapValues", thread_count=thread_count),
+                      dtype=float)
+
+
+def _text_of(value) -> str:
+    return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
 
 
 def _as_text(values: np.ndarray) -> np.ndarray:
     """Each value as display text; formatted once per distinct value, not once per row."""
+    if len(values) <= SMALL:
+        return np.array([_text_of(v) for v in values], dtype=object)
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    texts = np.array([f"{u:g}" if isinstance(u, float | np.floating) else str(u) for u in uniques], dtype=object)
+    texts = np.array([_text_of(u) for u in uniques], dtype=object)
     return texts[codes]
 
 
 def _signed(values: np.ndarray) -> np.ndarray:
     rounded = np.round(values, 2) + 0.0
+    if rounded.size <= SMALL:
+        return np.array([f"{u:+.2f}" for u in rounded.ravel()], dtype=object).reshape(values.shape)
     codes, uniques = pd.factorize(rounded.ravel())
     texts = np.array([f"{u:+.2f}" for u in uniques], dtype=object)
     return texts[codes].reshape(values.shape)
@@ -104,18 +124,21 @@ def _signed(values: np.ndarray) -> np.ndarray:
 
 def reasons(model: LeadModel, features: pd.DataFrame, shap: np.ndarray, top: int = REASONS) -> pd.DataFrame:
     """The ``top`` features by |SHAP| per lead: structured columns and one readable ``reasons`` text."""
+    return pd.DataFrame(reason_columns(model, shap, model.model_input(features), top), index=features.index)
+
+
+def reason_columns(model: LeadModel, shap: np.ndarray, model_input, top: int = REASONS) -> dict[str, np.ndarray]:
+    """:func:`reasons` as arrays, from the model's input (a frame, or :meth:`LeadModel.model_arrays`)."""
     contributions = shap[:, :-1]
     top = min(top, contributions.shape[1])
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contributions, order, axis=1)
     names = np.array(model.features, dtype=object)
     values = np.empty(order.shape, dtype=object)
-    frame = model.model_input(features)
-    for j, column in enumerate(model.features):
-        hit = order == j
-        if hit.any():
-            rows, slots = np.nonzero(hit)
-            values[rows, slots] = _as_text(frame[column].to_numpy()[rows])
+    for j in np.unique(order):
+        column = model.features[j]
+        rows, slots = np.nonzero(order == j)
+        values[rows, slots] = _as_text(np.asarray(model_input[column])[rows])
     sizes = _signed(picked)
     out = {}
     text = None
@@ -125,17 +148,18 @@ def reasons(model: LeadModel, features: pd.DataFrame, shap: np.ndarray, top: int
         out[f"reason_{k + 1}_shap"] = picked[:, k]
         part = names[order[:, k]] + "=" + values[:, k] + " (" + sizes[:, k] + ")"
         text = part if text is None else text + "; " + part
-    return pd.DataFrame({"reasons": text if text is not None else "", **out}, index=features.index)
+    return {"reasons": text if text is not None else np.full(len(shap), "", dtype=object), **out}
 
 
 def reason_details(scored: pd.DataFrame) -> list[list[dict]]:
     """Per scored row, its top reasons as ``{feature, value, direction, size}`` (size = |SHAP|)."""
     columns = [(f"reason_{k}_feature", f"reason_{k}_value", f"reason_{k}_shap") for k in range(1, REASONS + 1)]
-    present = [c for c in columns if c[0] in scored.columns]
+    present = [c for c in columns if c[0] in scored]
+    arrays = [tuple(np.asarray(scored[c]) for c in triple) for triple in present]
     return [
-        [{"feature": row[f], "value": row[v], "direction": "up" if row[s] >= 0 else "down", "size": abs(float(row[s]))}
-         for f, v, s in present if isinstance(row[f], str)]
-        for row in scored[[c for triple in present for c in triple]].to_dict("records")
+        [{"feature": f[i], "value": v[i], "direction": "up" if s[i] >= 0 else "down", "size": abs(float(s[i]))}
+         for f, v, s in arrays if isinstance(f[i], str)]
+        for i in range(len(scored[LEAD_ID]))
     ]
 
 
@@ -154,42 +178,59 @@ def score_leads(features: pd.DataFrame, model: LeadModel, model_name: str, model
     (cut-off, rule) given by the caller instead (online scoring: a lead scored alone has no
     trailing window, see ``core.online``).
     """
+    columns = scored_columns(features, model, model_name, model_version, buckets, scored_at, thread_count,
+                             context, cutoffs)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(columns[LEAD_ID])))
+
+
+def scored_columns(features: pd.DataFrame, model: LeadModel, model_name: str, model_version: str,
+                   buckets: BucketConfig | None = None, scored_at=None, thread_count: int = -1,
+                   context: pd.DataFrame | None = None, cutoffs: tuple | None = None) -> dict[str, np.ndarray]:
+    """:func:`score_leads`'s columns as arrays (online scoring reads a lead's answer from them: for
+    one lead, the frame costs more than the scoring)."""
     buckets = buckets or BucketConfig()
     stamp = _utc(scored_at)
     features = features.reset_index(drop=True)
     n = len(features)
     if n:
-        model_input = model.model_input(features)
-        group = model_input.groupby(list(model_input.columns), sort=False, dropna=False).ngroup().to_numpy()
-        first = np.unique(group, return_index=True)[1]
-        distinct = features.iloc[first].reset_index(drop=True)
-        shap = shap_values(model, distinct, thread_count)
+        model_input = model.model_input(features) if n > 1 else model.model_arrays(features)
+        if n == 1:  # nothing to deduplicate
+            group, distinct, distinct_input = np.zeros(1, dtype=np.int64), features, model_input
+        else:
+            group = model_input.groupby(list(model_input.columns), sort=False, dropna=False).ngroup().to_numpy()
+            first = np.unique(group, return_index=True)[1]
+            distinct = features.iloc[first].reset_index(drop=True)
+            distinct_input = model_input.iloc[first].reset_index(drop=True)
+        shap = shap_values(model, distinct, thread_count, model_input=distinct_input)
         probability = model.calibrator(shap.sum(axis=1))[group]
-        explained = reasons(model, distinct, shap).iloc[group].reset_index(drop=True)
+        explained = reason_columns(model, shap, distinct_input)
+        if n > 1:
+            explained = {column: values[group] for column, values in explained.items()}
+        unseen = model.unseen_mask(features, model_input)
     else:
         probability = np.zeros(0)
-        explained = pd.DataFrame(
-            {"reasons": pd.Series(dtype=object),
-             **{f"reason_{k}_{part}": pd.Series(dtype=float if part == "shap" else object)
-                for k in range(1, REASONS + 1) for part in ("feature", "value", "shap")}})
-    out = pd.DataFrame({
-        LEAD_ID: features[LEAD_ID],
-        CREATED_DATE: features[CREATED_DATE],
-        "probability": probability,
-        "score": scores(probability),
-    })
+        explained = {"reasons": np.zeros(0, dtype=object),
+                     **{f"reason_{k}_{part}": np.zeros(0, dtype=float if part == "shap" else object)
+                        for k in range(1, REASONS + 1) for part in ("feature", "value", "shap")}}
+        unseen = model.unseen_mask(features)
     if cutoffs is None:
         cutoff, rule = lead_cutoffs(model, features, probability, context)
     else:
-        cutoff = np.broadcast_to(np.asarray(cutoffs[0], dtype=float), (n,)).copy()
-        rule = np.broadcast_to(np.asarray(cutoffs[1], dtype=object), (n,)).copy()
-    out["bucket"] = assign_buckets(probability, cutoff, buckets)
-    out["cutoff"] = cutoff
-    out["cutoff_rule"] = rule
-    out = pd.concat([out, explained], axis=1)
-    out["unseen_levels"] = model.unseen_levels(features).to_numpy()
-    out["unseen_columns"] = model.unseen_columns(features).to_numpy()
-    out["model_name"] = model_name
-    out["model_version"] = str(model_version)
-    out["scored_at"] = pd.Series(np.full(n, stamp.tz_convert(None).to_datetime64())).dt.tz_localize("UTC")
-    return out
+        cutoff = np.full(n, float(cutoffs[0]), dtype=float)
+        rule = np.full(n, cutoffs[1], dtype=object)
+    columns = {
+        LEAD_ID: features[LEAD_ID].to_numpy(),
+        CREATED_DATE: features[CREATED_DATE].array,
+        "probability": probability,
+        "score": scores(probability),
+        "bucket": assign_buckets(probability, cutoff, buckets),
+        "cutoff": np.asarray(cutoff, dtype=float),
+        "cutoff_rule": rule,
+        **explained,
+        "unseen_levels": model.unseen_levels(features, unseen).to_numpy(),
+        "unseen_columns": model.unseen_columns(features, unseen).to_numpy(),
+        "model_name": np.full(n, model_name, dtype=object),
+        "model_version": np.full(n, str(model_version), dtype=object),
+        "scored_at": pd.DatetimeIndex(np.full(n, stamp.tz_convert(None).to_datetime64())).tz_localize("UTC"),
+    }
+    return columns
