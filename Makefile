@@ -37,9 +37,12 @@ lock:
 demo: install
 	$(BIN)/lead-assets demo
 
+# Three workers on two cores: most served and deployment tests wait on servers, not the CPU.
+# A module's tests stay on one worker, the deployment tests on one (lead_assets_tests/conftest.py).
+TEST_WORKERS ?= 3
 test: install
 	$(DG) check defs
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # A local inbox tick watches the folder for up to 4 s, so a dropped file is seen within ~0.25 s.
 # Ctrl-C or a SIGTERM to make (make passes it to its child: `exec`, so no shell dies in between)

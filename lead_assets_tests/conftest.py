@@ -12,6 +12,17 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 CODEPRO = Path(os.environ.get("LEAD_ASSETS_CODEPRO_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "codepro")).resolve()
 
 
+def pytest_collection_modifyitems(config, items):
+    """For a parallel run (pytest-xdist, ``--dist loadgroup``): a module's tests stay on one worker,
+    in order (several share a module-scoped home and build on each other), and the deployment
+    tests share one worker, so their PostgreSQL, MLflow and Redis servers start once."""
+    deploy = Path(__file__).parent / "deploy"
+    for item in items:
+        path = Path(str(item.fspath))
+        group = "deploy" if deploy in path.parents else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def _mlflow_state_restored():
     """``mlflow.set_tracking_uri`` / ``set_experiment`` export ``MLFLOW_*`` into this process's
