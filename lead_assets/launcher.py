@@ -215,19 +215,26 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
             retry = auto_reexecution_should_retry_run(self._instance, run.with_status(DagsterRunStatus.FAILURE), None)
             self._instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: str(retry).lower()})
 
-    def _how_it_ended(self, run) -> str:
-        try:
-            record = json.loads(self._exit_record(run.run_id).read_text())
-        except (OSError, ValueError):
-            record = None
-        if record and str(record.get("pid")) == run.tags.get(PID_TAG):
-            return record["explanation"]
+    def _how_it_ended(self, run, wait: float = 4 * REAP_SECONDS) -> str:
+        """The pre-warmed process's record of how the worker ended. A worker that just died may not
+        be reaped yet (its parent reaps every ``REAP_SECONDS``, later under load): wait that long."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                record = json.loads(self._exit_record(run.run_id).read_text())
+            except (OSError, ValueError):
+                record = None
+            if record and str(record.get("pid")) == run.tags.get(PID_TAG):
+                return record["explanation"]
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
         return ("is gone without finishing the run: it was killed from outside (the OOM killer, kill -9) "
                 "or the machine restarted")
 
     def get_run_worker_debug_info(self, run, include_container_logs: bool | None = True) -> str | None:
         pid = run.tags.get(PID_TAG)
-        return None if pid is None else f"run worker pid {pid}: {self._how_it_ended(run)}"
+        return None if pid is None else f"run worker pid {pid}: {self._how_it_ended(run, wait=0)}"
 
     def dispose(self) -> None:
         """The daemon is stopping: each pre-warmed process sees its stdin close, stops its run workers

@@ -6,16 +6,43 @@ from pathlib import Path
 
 import pytest
 
+from lead_assets_tests import repo_hygiene
+
+_BEFORE = pytest.StashKey[set]()
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
+REPOSITORY = Path(__file__).resolve().parents[1]
 CODEPRO = Path(os.environ.get("LEAD_ASSETS_CODEPRO_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "codepro")).resolve()
 
 
+def pytest_sessionstart(session):
+    """Note what git does not track before the run (on the controller, not on each xdist worker)."""
+    if not hasattr(session.config, "workerinput"):
+        session.config.stash[_BEFORE] = repo_hygiene.untracked(REPOSITORY)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when it left files in the repository (see ``repo_hygiene``)."""
+    if hasattr(session.config, "workerinput") or _BEFORE not in session.config.stash:
+        return
+    stray = repo_hygiene.left_behind(session.config.stash[_BEFORE], repo_hygiene.untracked(REPOSITORY))
+    if stray:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "the test run left files in the repository (write them under tmp_path): " + ", ".join(stray)
+        if reporter:
+            reporter.write_line(message, red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """For a parallel run (pytest-xdist, ``--dist loadgroup``): a module's tests stay on one worker,
     in order (several share a module-scoped home and build on each other), and the deployment
-    tests share one worker, so their PostgreSQL, MLflow and Redis servers start once."""
+    tests share one worker, so their PostgreSQL, MLflow and Redis servers start once. It must run
+    first: the xdist worker, registered after this conftest and so called before it, turns the
+    marks into node ids in this same hook."""
     deploy = Path(__file__).parent / "deploy"
     for item in items:
         path = Path(str(item.fspath))
