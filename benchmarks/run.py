@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.harness import (BIN, ROOT, Result, markdown, median_of, progress, run_python, save_json,
                                 stop_server, timed)
+from benchmarks.gate_cuts import bench_gate
 from benchmarks.model_real import bench_model_real
 from benchmarks.outcomes import bench_outcomes
 from benchmarks.serving import bench_serving
@@ -675,7 +676,7 @@ def bench_wall_times(work: Path) -> list[Result]:
     ]
 
 
-SECTIONS = ("training", "scoring", "model", "backfill", "scale", "drop", "tick", "serving", "outcomes", "wall")
+SECTIONS = ("training", "scoring", "model", "gate", "backfill", "scale", "drop", "tick", "serving", "outcomes", "wall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -700,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_scoring(size, work, model_path)
         if "model" in only:
             found, appendix = bench_model_real(args.quick)
+            results += found
+            notes += appendix
+        if "gate" in only:
+            found, appendix = bench_gate(args.quick)
             results += found
             notes += appendix
         if "backfill" in only:

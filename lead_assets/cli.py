@@ -186,7 +186,8 @@ def cmd_evaluate(args) -> int:
         return 0
     import pandas as pd
 
-    tables = {"test_months": "test, month by month", "backtest_months": "backtests inside the training window"}
+    tables = {"test_months": "test, month by month", "backtest_months": "backtests inside the training window",
+              "gate_checks": "the promotion gate's checks (the live gate's verdict on these backtests)"}
     for key, value in report.items():
         if key in tables or key == "backtest_pooled":
             continue

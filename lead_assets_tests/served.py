@@ -87,7 +87,11 @@ def _graphql_ready(port: int, query: str):
 @contextmanager
 def dev_server(env: dict, command: str = "dagster", query: str = "{ assetNodes { assetKey { path } } }",
                timeout: float = 240) -> Iterator[tuple[subprocess.Popen, int, dict]]:
-    """``dagster dev`` (or ``dg dev``) on 127.0.0.1: yields the process, the port and the first answer."""
+    """``dagster dev`` (or ``dg dev``) on 127.0.0.1: yields the process, the port and the first answer.
+
+    The first model is trained by the test's own click unless ``env`` says otherwise: a first
+    training by the sensor would race the one the test launches (the rule has tests of its own)."""
+    env = {"LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED": "0", **env}
     port = free_port()
     binary = str(Path(sys.executable).with_name(command))
     argv = ([binary, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")]

@@ -6,6 +6,12 @@ created before that month, with the same junk cut-off rule, whose trailing windo
 the days before the month exactly as it does in production. The months are reported one by one
 and pooled. A single holdout window decided promotion before; on the real file its recall moved
 by 0.05-0.10 from one month to the next, so one window could pass or fail a recipe by chance.
+
+A month counts only when the model judged on it was trained on at least ``min_fold_share`` of the
+leads the candidate itself is trained on (the latest month always counts): a fold trained on a
+third of the history judges a weaker model than the one that would be deployed. On the real file
+the oldest of three folds at 2021-11-30 was trained on July-August alone (40% of the window) and
+alone failed the gate that the deployed model then passed on December-February.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from lead_assets.core.model import PROBABILITY, LeadModel, TrainConfig, fit_reci
 from lead_assets.core.schema import CREATED_DATE, LABEL
 
 MONTH = "month"
-MONTH_COLUMNS = ("month", "leads", "positive_rate", "auc", "precision", "recall", "flagged_rate", "ece",
+MONTH_COLUMNS = ("month", "leads", "train_leads", "positive_rate", "auc", "precision", "recall", "flagged_rate", "ece",
                  "brier", "precision_fixed", "recall_fixed", "flag_share", "trained_until")
 
 
@@ -81,7 +87,9 @@ class Backtest:
                 shown[column] = shown[column].round(3)
         pooled = {k: round(float(self.pooled[k]), 3) for k in ("auc", "precision", "recall", "ece")
                   if k in self.pooled}
-        return shown.to_markdown(index=False) + f"\n\npooled over {int(self.pooled.get('n', 0))} leads: {pooled}"
+        not_counted = "".join(f"\n- not counted: {reason}" for reason in self.skipped)
+        return (shown.to_markdown(index=False) + f"\n\npooled over {int(self.pooled.get('n', 0))} leads: {pooled}"
+                + (f"\n{not_counted}" if not_counted else ""))
 
 
 def month_of(dates: pd.Series) -> pd.Series:
@@ -100,9 +108,15 @@ def backtest(labelled: pd.DataFrame, config: TrainConfig) -> Backtest:
     counts = months.value_counts().sort_index()
     candidates = [m for m in counts.index[1:] if counts[m] >= config.min_backtest_leads]
     rows, judged_parts, skipped = [], [], []
-    for month in candidates[-config.backtest_months:]:
+    chosen = candidates[-config.backtest_months:]
+    for month in chosen:
         in_month = (months == month).to_numpy()
         before = labelled[(months < month).to_numpy()]
+        share = len(before) / len(labelled)
+        if month != chosen[-1] and share < config.min_fold_share:
+            skipped.append(f"{month}: trained on {len(before):,} leads, {share:.0%} of the {len(labelled):,} "
+                           f"the model is trained on (below min_fold_share {config.min_fold_share:.0%})")
+            continue
         try:
             recipe = fit_recipe(before, config)
         except ValueError as error:
@@ -113,7 +127,7 @@ def backtest(labelled: pd.DataFrame, config: TrainConfig) -> Backtest:
         judged[MONTH] = month
         metrics = judged_metrics(judged, config.ece_bins)
         rows.append({
-            "month": month, "leads": int(metrics["n"]), "positive_rate": metrics["positive_rate"],
+            "month": month, "leads": int(metrics["n"]), "train_leads": len(before), "positive_rate": metrics["positive_rate"],
             "auc": metrics["auc"], "precision": metrics["precision"], "recall": metrics["recall"],
             "flagged_rate": metrics["flagged_rate"], "ece": metrics["ece"], "brier": metrics["brier"],
             "precision_fixed": metrics["precision_fixed"], "recall_fixed": metrics["recall_fixed"],

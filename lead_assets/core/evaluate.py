@@ -6,7 +6,9 @@ time split: everything after ``train_until`` (default: the latest 20% of leads b
 test and is touched only to report the numbers, month by month and pooled, with the junk
 cut-off applied as in production (each test day's trailing window). Threshold, calibration and
 flagged share come from the validation slice inside the training window; the monthly backtests
-that the promotion gate would judge run inside the training window too.
+run inside the training window too, and the report carries the live gate's verdict on them (the
+same function as ``promotion_gate``, as for a first deployment) beside whether the test met the
+targets, so the two can be compared at any cut.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import pandas as pd
 
 from lead_assets.core import schema
 from lead_assets.core.clean import clean_leads
-from lead_assets.core.evaluation import DEFAULT_TARGETS, gate
+from lead_assets.core.evaluation import DEFAULT_GATE, gate, promotion_verdict
 from lead_assets.core.features import build_features
 from lead_assets.core.home import as_path
 from lead_assets.core.ingest import detect_format, read_raw_strings
 from lead_assets.core.backtest import judged_metrics, month_of
 from lead_assets.core.model import TrainConfig
-from lead_assets.core.training import train_model
+from lead_assets.core.training import gate_inputs, train_model
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
 
 
@@ -56,8 +58,10 @@ def evaluate_csv(path, train_until: str | None = None, config: TrainConfig | Non
     features = build_features(clean_leads(raw))
     result = train_model(features, config)
     m = result.metrics
-    verdict = gate(m, None, {"auc": DEFAULT_TARGETS["auc"], "precision": config.target_precision,
-                             "recall": config.target_recall})
+    targets = {"auc": config.target_auc, "precision": config.target_precision, "recall": config.target_recall}
+    on_test = gate(m, None, targets)
+    live = promotion_verdict({**gate_inputs(result), "champion_version": None, "gate": {
+        **DEFAULT_GATE, "targets": targets, "month_tolerance": config.month_tolerance}})
     windows = {name: " .. ".join(result.windows[name]) for name in ("train", "validation", "holdout")}
     report = {
         "data": str(path),
@@ -86,8 +90,12 @@ def evaluate_csv(path, train_until: str | None = None, config: TrainConfig | Non
         "validation_recall": m["validation_recall"],
         "threshold_meets_targets": result.threshold_meets_targets,
         "threshold_reason": result.threshold_reason,
-        "targets_met_on_test": verdict.passed,
-        "targets_missed": "; ".join(verdict.reasons),
+        "targets_met_on_test": on_test.passed,
+        "targets_missed": "; ".join(on_test.reasons),
+        "gate_verdict": "promote" if live.passed else "refuse",
+        "gate_reasons": "; ".join(live.reasons) or "all blocking checks passed",
+        "gate_checks": live.table.to_dict("records"),
+        "backtest_skipped": "; ".join(result.backtest.skipped),
         "iterations": int(m["iterations"]),
         "train_seconds": m["train_seconds"],
         "flag_share": m["flag_share"],

@@ -153,16 +153,21 @@ def segment_table(frame: pd.DataFrame, proba, min_rows: int = 30) -> pd.DataFram
 @dataclass
 class GateResult:
     passed: bool
-    reasons: list[str] = field(default_factory=list)  # one line per failed check
+    reasons: list[str] = field(default_factory=list)  # one line per failed blocking check
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+GATE_COLUMNS = ["check", "value", "required", "passed", "blocking"]
 
 
 def gate(candidate: dict[str, Any], champion: dict[str, Any] | None = None,
          targets: dict[str, float] | None = None, margin: float = 0.02,
-         months: list[dict[str, Any]] | None = None, tolerance: float = 0.05) -> GateResult:
+         months: list[dict[str, Any]] | None = None, tolerance: float = 0.05,
+         months_block: bool = True) -> GateResult:
     """Pooled AUC, precision and recall at least the targets; every backtest month within
-    ``tolerance`` of them; and, where the champion is judged on the same leads, AUC not below
-    the champion's by more than ``margin``. A missing or NaN metric fails its check.
+    ``tolerance`` of them (blocking only when ``months_block``); and, where the champion is judged
+    on the same leads, AUC not below the champion's by more than ``margin``. A missing or NaN
+    metric fails its check.
 
     ``champion``: ``{"auc": champion AUC, "challenger_auc": candidate AUC on the same leads,
     "leads": n, "window": text}``, or the champion's metrics alone (compared with the
@@ -171,11 +176,11 @@ def gate(candidate: dict[str, Any], champion: dict[str, Any] | None = None,
     targets = {**DEFAULT_TARGETS, **(targets or {})}
     rows, reasons = [], []
 
-    def check(name: str, value, required: float, what: str) -> None:
+    def check(name: str, value, required: float, what: str, blocking: bool = True) -> None:
         value = float(value) if value is not None else float("nan")
         ok = bool(np.isfinite(value) and value >= required)
-        rows.append({"check": name, "value": value, "required": required, "passed": ok})
-        if not ok:
+        rows.append({"check": name, "value": value, "required": required, "passed": ok, "blocking": blocking})
+        if not ok and blocking:
             reasons.append(f"{what} {value:.3f} is below {required:.3f}")
 
     for metric, required in targets.items():
@@ -183,7 +188,8 @@ def gate(candidate: dict[str, Any], champion: dict[str, Any] | None = None,
     for month in months or []:
         for metric, required in targets.items():
             check(f"{metric} {month['month']}", month.get(metric), required - tolerance,
-                  f"{metric} in {month['month']} (target {required:.2f} less tolerance {tolerance:.2f})")
+                  f"{metric} in {month['month']} (target {required:.2f} less tolerance {tolerance:.2f})",
+                  blocking=months_block)
     if champion is not None:
         champion_auc = float(champion.get("auc", float("nan")))
         if np.isfinite(champion_auc):
@@ -192,4 +198,32 @@ def gate(candidate: dict[str, Any], champion: dict[str, Any] | None = None,
                 if champion.get("leads") else ""
             check("auc_vs_champion", mine, champion_auc - margin,
                   f"auc (champion {champion_auc:.3f}{where}, margin {margin:.2f})")
-    return GateResult(not reasons, reasons, pd.DataFrame(rows, columns=["check", "value", "required", "passed"]))
+    return GateResult(not reasons, reasons, pd.DataFrame(rows, columns=GATE_COLUMNS))
+
+
+DEFAULT_GATE = {"targets": dict(DEFAULT_TARGETS), "champion_margin": 0.02, "month_tolerance": 0.05}
+
+
+def promotion_verdict(judged: dict[str, Any]) -> GateResult:
+    """The one promotion verdict: the live gate (``promotion_gate``, ``champion_model``) and
+    ``lead-assets evaluate`` both call it, on what training recorded of a candidate.
+
+    ``judged``: ``metrics`` (with ``backtest_*`` pooled over the backtest months that count),
+    ``backtest_months``, ``champion_version``, ``champion_metrics`` and ``gate`` (the targets,
+    margin and tolerance the candidate was trained with). The gate judges the recipe's backtests
+    when there are any (the months the deployed recipe would have served), else the metrics it was
+    judged on. A challenger must also hold every backtest month within the tolerance (the champion
+    is the alternative to it) and not lose AUC to the champion beyond the margin. A first model is
+    judged against having no model at all: its pooled backtests must meet the targets, and a weak
+    month is reported without blocking, since no model serves that month better.
+    """
+    metrics = judged.get("metrics") or {}
+    settings = {**DEFAULT_GATE, **(judged.get("gate") or {})}
+    months = judged.get("backtest_months") or []
+    if months and float(metrics.get("backtest_months", len(months)) or 0) > 0:
+        pooled = {metric: metrics.get(f"backtest_{metric}", metrics.get(metric)) for metric in settings["targets"]}
+    else:
+        pooled = metrics
+    first = judged.get("champion_version") is None
+    return gate(pooled, judged.get("champion_metrics"), settings["targets"], margin=settings["champion_margin"],
+                months=months, tolerance=settings["month_tolerance"], months_block=not first)

@@ -71,6 +71,7 @@ class TrainConfig:
     backtest_months: int = 3  # latest labelled months, each scored by a model trained before it
     min_backtest_leads: int = 100  # a month with fewer labelled leads is not a backtest fold
     month_tolerance: float = 0.05  # how far one backtest month may miss a target
+    min_fold_share: float = 0.5  # a backtest month counts when its model saw this share of the window
     iterations: int = 120  # upper bound (keeps 240k leads well under a minute); early stopping picks
     learning_rate: float = 0.1
     depth: int = 6

@@ -38,6 +38,8 @@ class TrainingConfig(Config):
     train_until: str | None = Field(None, description="Judge on the leads created after this date instead.")
     backtest_months: int = Field(3, description="Latest labelled months, each scored by a model trained before it.")
     month_tolerance: float = Field(0.05, description="How far one backtest month may miss a target.")
+    min_fold_share: float = Field(0.5, description="A backtest month counts when the model judged on it was "
+                                                   "trained on at least this share of the training window.")
     validation_fraction: float = Field(0.2, description="Latest share of the training window for tuning.")
     validation_blocks: int = Field(3, description="Time blocks of the validation slice, each cross-fitted.")
     recall_margin: float = Field(0.05, description="The cut-off aims at target recall plus this (models age).")
@@ -62,6 +64,7 @@ class TrainingConfig(Config):
         return TrainConfig(
             holdout_fraction=self.holdout_fraction, train_until=self.train_until,
             backtest_months=self.backtest_months, month_tolerance=self.month_tolerance,
+            min_fold_share=self.min_fold_share,
             validation_fraction=self.validation_fraction, validation_blocks=self.validation_blocks,
             target_auc=self.min_auc, target_precision=self.min_precision, target_recall=self.min_recall,
             recall_margin=self.recall_margin, cutoff=self.cutoff,
@@ -187,19 +190,17 @@ def _write_reference_profile(home, result, version: str, labelled: pd.DataFrame)
 
 
 def promotion_verdict(info: dict):
-    """The gate, with the targets, margin and tolerance the model was trained with (stored in ``info``)."""
-    from lead_assets.core.evaluation import gate
+    """The core's one verdict, with the settings the model was trained with (stored in ``info``)."""
+    from lead_assets.core.evaluation import promotion_verdict as verdict
 
-    settings = info.get("gate") or TrainingConfig().gate_settings()
-    return gate(info["metrics"], info.get("champion_metrics"), settings["targets"],
-                margin=settings["champion_margin"], months=info.get("backtest_months"),
-                tolerance=settings["month_tolerance"])
+    return verdict({"gate": TrainingConfig().gate_settings(), **info})
 
 
 @asset_check(asset=lead_scoring_model, blocking=True, description=(
-    "Promotion gate: pooled backtest AUC, precision and recall meet the targets, no backtest month misses "
-    "them by more than the tolerance, and the challenger is not worse than the champion on the leads the "
-    "champion never saw by more than the margin. Uses the settings the model was trained with."))
+    "Promotion gate: pooled AUC, precision and recall of the backtest months that count (their model saw at "
+    "least min_fold_share of the window) meet the targets; a challenger also holds every such month within the "
+    "tolerance and is not worse than the champion on the leads the champion never saw by more than the margin. "
+    "Uses the settings the model was trained with."))
 def promotion_gate(lead_scoring_model: dict) -> AssetCheckResult:
     verdict = promotion_verdict(lead_scoring_model)
     return AssetCheckResult(

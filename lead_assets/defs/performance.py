@@ -3,6 +3,7 @@ warning when a version misses its targets, and a retrain when outcomes say it is
 
 import json
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -180,24 +181,87 @@ def retrain_reasons(table: pd.DataFrame, champion: str, policy: OutcomePolicy) -
     return reasons
 
 
+def latest_attempt(profiles: dict[str, dict]) -> tuple[str, int] | None:
+    """The newest training (promoted or refused): its version and the ledger position it saw."""
+    seen = [(int(p.get("ledger_seq") or 0), int(v) if str(v).isdigit() else 0, str(v)) for v, p in profiles.items()]
+    if not seen:
+        return None
+    seq, _, version = max(seen)
+    return version, seq
+
+
+def _ingesting(instance) -> int:
+    """Inbox runs queued or in progress: a training started now would see half of what is landing."""
+    active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED]
+    return len(instance.get_run_records(RunsFilter(statuses=active, tags={"dagster/sensor_name": "inbox_sensor"}),
+                                        limit=100))
+
+
+def retrain_decision(champion: str | None, table: pd.DataFrame | None, history: pd.DataFrame,
+                     profiles: dict[str, dict], policy: OutcomePolicy) -> tuple[str | None, str]:
+    """The one rule for training without a click: ``(run_key, why)``; no run_key means wait, and why.
+
+    No champion: train once ``first_training_min_labelled`` outcomes are in force. A champion: retrain
+    when its realised precision or recall is below target or enough outcomes arrived since it was
+    trained (:func:`retrain_reasons`). Either way, a training the gate refused after that (a newer
+    version than the champion) is tried again only once ``retrain_min_new_outcomes`` outcomes have
+    arrived since it: the run key names the attempt it follows, so each retry is asked for once.
+    """
+    from lead_assets.core.outcomes import new_outcomes_since
+
+    attempt = latest_attempt(profiles)
+    trained = profiles.get(str(champion), {}).get("ledger_seq") if champion is not None else None
+    refused = attempt if attempt and (champion is None or trained is None or attempt[1] > trained
+                                      or (attempt[1] == trained and attempt[0] != str(champion))) else None
+    if refused:
+        since = new_outcomes_since(history, refused[1])
+        if not policy.retrain_min_new_outcomes or since < policy.retrain_min_new_outcomes:
+            return None, (f"version {refused[0]} was refused by the gate; {since} new outcomes since it, "
+                          f"trying again at {policy.retrain_min_new_outcomes or 'never (retrain_min_new_outcomes 0)'}")
+    if champion is None:
+        current = history["current"].astype("boolean").fillna(False).to_numpy(dtype=bool) \
+            if "current" in history.columns else np.zeros(len(history), dtype=bool)
+        labelled = int((current & history[LABEL].notna().to_numpy()).sum()) if LABEL in history.columns else 0
+        if not policy.first_training_min_labelled:
+            return None, "no champion yet, and first_training_min_labelled is 0: train from the UI or CLI"
+        if labelled < policy.first_training_min_labelled:
+            return None, (f"no champion yet: {labelled} labelled leads, the first training starts at "
+                          f"{policy.first_training_min_labelled}")
+        key = "first-training" + (f"-after-v{refused[0]}" if refused else "")
+        return key, (f"first model: {labelled} labelled leads" + (f", {since} new outcomes since refused version "
+                                                                   f"{refused[0]}" if refused else ""))
+    if table is None:
+        return None, "model_performance has not been materialized yet"
+    reasons = retrain_reasons(table, champion, policy)
+    if not reasons:
+        return None, f"champion version {champion} meets its targets and few outcomes arrived since training"
+    key = f"retrain-v{champion}-" + (f"after-v{refused[0]}-" if refused else "") + "+".join(reasons)
+    return key, f"champion version {champion}: {', '.join(reasons)}" + (
+        f"; {since} new outcomes since refused version {refused[0]}" if refused else "")
+
+
 @sensor(
     job_name=freshness.retrain_job.name,
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="Retrains (through the promotion gate) when the champion's realised precision or recall falls "
-                "below target, or when enough outcomes arrived since it was trained; once per champion and reason.",
+    description="Trains without a click (through the promotion gate): a first model once enough outcomes are in "
+                "force; a retrain when the champion's realised precision or recall falls below target or enough "
+                "outcomes arrived since it was trained; a refused training again after enough new outcomes.",
 )
 def retrain_on_outcomes(context: SensorEvaluationContext, lead_home: LeadHomeResource,
                         model_registry: ModelRegistry, outcome_policy: OutcomePolicy):
-    path = lead_home.resolve().warehouse / f"{PERFORMANCE}.parquet"
-    if not path.exists():
-        return SkipReason("model_performance has not been materialized yet")
+    from lead_assets.core import outcomes
+
+    busy = _ingesting(context.instance)
+    if busy:
+        return SkipReason(f"{busy} inbox run(s) queued or in progress: deciding once the files have landed")
+    home = lead_home.resolve().warehouse
+    path = home / f"{PERFORMANCE}.parquet"
     champion = model_registry.champion_version()
-    if champion is None:
-        return SkipReason(f"no {model_registry.model_name}@champion yet")
-    table = warehouse.read_parquet(path)
-    reasons = retrain_reasons(table, champion, outcome_policy)
-    if not reasons:
-        return SkipReason(f"champion version {champion} meets its targets and few outcomes arrived since training")
-    return RunRequest(run_key=f"retrain-v{champion}-{'+'.join(reasons)}",
-                      tags={"lead_assets/reason": f"champion version {champion}: {', '.join(reasons)}"})
+    history = warehouse.read_columns(home, "outcome_history", [*outcomes.NEW_OUTCOME_COLUMNS, "current", LABEL])
+    table = warehouse.read_parquet(path) if path.exists() else None
+    key, why = retrain_decision(champion, table, history, _profiles(home), outcome_policy)
+    if key is None:
+        return SkipReason(why)
+    return RunRequest(run_key=key, tags={"lead_assets/reason": why})

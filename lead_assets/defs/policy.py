@@ -16,6 +16,10 @@ class OutcomePolicy(ConfigurableResource):
         200, description="Labelled leads a version needs before its realised precision/recall can warn or retrain.")
     retrain_min_new_outcomes: int = Field(
         1000, description="Outcomes arrived since the champion was trained that start a retrain (0: never).")
+    first_training_min_labelled: int = Field(
+        2000, description="Labelled leads (outcomes in force) at which a deployment with no champion trains its "
+                          "first model by itself; a first model the gate refused is tried again after "
+                          "retrain_min_new_outcomes more outcomes (0: never train without a click).")
     retrain_on_underperformance: bool = Field(
         True, description="Start a retrain when the champion's realised precision or recall is below target.")
 
@@ -24,5 +28,6 @@ class OutcomePolicy(ConfigurableResource):
         """Each setting from its ``LEAD_ASSETS_*`` variable when the deployment sets it."""
         names = {"label_maturity_days": "LEAD_ASSETS_LABEL_MATURITY_DAYS",
                  "performance_min_labelled": "LEAD_ASSETS_PERFORMANCE_MIN_LABELLED",
-                 "retrain_min_new_outcomes": "LEAD_ASSETS_RETRAIN_MIN_NEW_OUTCOMES"}
+                 "retrain_min_new_outcomes": "LEAD_ASSETS_RETRAIN_MIN_NEW_OUTCOMES",
+                 "first_training_min_labelled": "LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED"}
         return cls(**{field: EnvVar.int(name) for field, name in names.items() if os.environ.get(name, "").strip()})

@@ -17,7 +17,19 @@ def rows():
 
 @pytest.fixture(scope="module")
 def tested(rows):
-    return backtest(rows, TrainConfig(backtest_months=3, **FAST))
+    return backtest(rows, TrainConfig(backtest_months=3, min_fold_share=0.0, **FAST))
+
+
+def test_a_month_whose_model_saw_too_little_of_the_window_does_not_count(rows):
+    shipped = backtest(rows, TrainConfig(backtest_months=3, **FAST))  # min_fold_share 0.5
+    assert shipped.table["month"].tolist() == ["2021-10", "2021-11"]
+    before_september = int((rows[CREATED_DATE] < "2021-09-01").sum())
+    (reason,) = shipped.skipped
+    assert reason.startswith(f"2021-09: trained on {before_september:,} leads") and "below min_fold_share 50%" in reason
+    assert shipped.table["train_leads"].tolist() == [int((rows[CREATED_DATE] < f"2021-{m}-01").sum()) for m in (10, 11)]
+    assert "not counted: 2021-09" in shipped.markdown()
+    latest_only = backtest(rows, TrainConfig(backtest_months=3, min_fold_share=0.99, **FAST))
+    assert latest_only.table["month"].tolist() == ["2021-11"]  # the latest month always counts
 
 
 def test_each_month_is_scored_by_a_model_trained_before_it(tested, rows):

@@ -327,6 +327,7 @@ class Deployment:
             DAGSTER_HOME=str(self.dagster_home),
             DAGSTER_PG_DB=self.database,
             LEAD_ASSETS_HOME=str(self.lead_home),
+            LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED="0",  # the tests train the first model themselves
             GX_ANALYTICS_ENABLED="False",
             MLFLOW_ENABLE_ASYNC_LOGGING="false",
             PYTHONUNBUFFERED="1",
