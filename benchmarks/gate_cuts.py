@@ -24,10 +24,10 @@ SECTION = "Promotion gate at every month-end cut"
 
 def _previous_rule(report: dict) -> str:
     """The gate before fold weighting: every fold counts and every month blocks."""
-    from lead_assets.core.evaluation import gate
+    from lead_assets.core.evaluation import DEFAULT_GATE, gate
 
-    targets = {"auc": 0.75, "precision": 0.65, "recall": 0.75}
-    verdict = gate(report["backtest_pooled"], None, targets, months=report["backtest_months"], tolerance=0.05)
+    verdict = gate(report["backtest_pooled"], None, DEFAULT_GATE["targets"], months=report["backtest_months"],
+                   tolerance=DEFAULT_GATE["month_tolerance"])
     return "promote" if verdict.passed else "refuse: " + "; ".join(verdict.reasons)
 
 

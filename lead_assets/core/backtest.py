@@ -9,9 +9,8 @@ by 0.05-0.10 from one month to the next, so one window could pass or fail a reci
 
 A month counts only when the model judged on it was trained on at least ``min_fold_share`` of the
 leads the candidate itself is trained on (the latest month always counts): a fold trained on a
-third of the history judges a weaker model than the one that would be deployed. On the real file
-the oldest of three folds at 2021-11-30 was trained on July-August alone (40% of the window) and
-alone failed the gate that the deployed model then passed on December-February.
+third of the history judges a weaker model than the one that would be deployed. Its effect at
+every month-end cut of the real file is in BENCHMARKS.md (the promotion gate table).
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ from lead_assets.core.model import PROBABILITY, LeadModel, TrainConfig, fit_reci
 from lead_assets.core.schema import CREATED_DATE, LABEL
 
 MONTH = "month"
-MONTH_COLUMNS = ("month", "leads", "train_leads", "positive_rate", "auc", "precision", "recall", "flagged_rate", "ece",
-                 "brier", "precision_fixed", "recall_fixed", "flag_share", "trained_until")
+MONTH_COLUMNS = ("month", "leads", "train_leads", "positive_rate", "auc", "precision", "recall", "flagged_rate",
+                 "ece", "brier", "precision_fixed", "recall_fixed", "flag_share", "trained_until")
 
 
 def judge(model: LeadModel, history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +126,8 @@ def backtest(labelled: pd.DataFrame, config: TrainConfig) -> Backtest:
         judged[MONTH] = month
         metrics = judged_metrics(judged, config.ece_bins)
         rows.append({
-            "month": month, "leads": int(metrics["n"]), "train_leads": len(before), "positive_rate": metrics["positive_rate"],
+            "month": month, "leads": int(metrics["n"]), "train_leads": len(before),
+            "positive_rate": metrics["positive_rate"],
             "auc": metrics["auc"], "precision": metrics["precision"], "recall": metrics["recall"],
             "flagged_rate": metrics["flagged_rate"], "ece": metrics["ece"], "brier": metrics["brier"],
             "precision_fixed": metrics["precision_fixed"], "recall_fixed": metrics["recall_fixed"],

@@ -65,6 +65,15 @@ def new_outcomes_since(history: pd.DataFrame, seq: int) -> int:
     return int((new & (position > seq).to_numpy(dtype=bool)).sum())
 
 
+def labelled_in_force(history: pd.DataFrame) -> int:
+    """Leads whose label in force is known: the events ``current`` with a label (reads ``current``
+    and ``app_complete_flag`` of ``outcome_history``)."""
+    if history is None or not len(history) or "current" not in history.columns:
+        return 0
+    current = history["current"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return int((current & history[LABEL].notna().to_numpy()).sum())
+
+
 def compared_columns() -> tuple[str, ...]:
     """The fields that make a lead the same lead: everything but the label, the id and the file."""
     return (CREATED_DATE, CITY, *schema.LEVEL_COLUMNS, *schema.numeric_columns())

@@ -18,6 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
+from lead_assets.core.evaluation import promotion_verdict
 from lead_assets.core.schema import CREATED_DATE, LABEL
 from lead_assets.core.warehouse import DayChunks
 from lead_assets.defs.resources import ModelRegistry
@@ -187,13 +188,6 @@ def _write_reference_profile(home, result, version: str, labelled: pd.DataFrame)
                  "trained_until": labelled[CREATED_DATE].max().strftime("%Y-%m-%d"),
                  "ledger_seq": max((r.seq for r in records), default=0)}
     warehouse.atomic_write_bytes(profile_path(home, str(version)), json.dumps(reference, indent=1).encode())
-
-
-def promotion_verdict(info: dict):
-    """The core's one verdict, with the settings the model was trained with (stored in ``info``)."""
-    from lead_assets.core.evaluation import promotion_verdict as verdict
-
-    return verdict({"gate": TrainingConfig().gate_settings(), **info})
 
 
 @asset_check(asset=lead_scoring_model, blocking=True, description=(

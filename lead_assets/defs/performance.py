@@ -2,8 +2,8 @@
 warning when a version misses its targets, and a retrain when outcomes say it is time."""
 
 import json
+from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -135,13 +135,18 @@ def _latest_update(instance) -> int:
     return newest
 
 
+ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def _active_runs(instance, sensor_name: str, limit: int = 1) -> int:
+    """Runs a sensor asked for that are still queued or running (at most ``limit`` counted)."""
+    return len(instance.get_run_records(RunsFilter(statuses=ACTIVE, tags={"dagster/sensor_name": sensor_name}),
+                                        limit=limit))
+
+
 def _refreshing(instance) -> bool:
     """A model_performance run this sensor asked for is still queued or running."""
-    active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED]
-    runs = instance.get_run_records(RunsFilter(statuses=active, tags={"dagster/sensor_name": "performance_refresh"}),
-                                    limit=1)
-    return bool(runs)
+    return bool(_active_runs(instance, "performance_refresh"))
 
 
 @sensor(
@@ -190,55 +195,43 @@ def latest_attempt(profiles: dict[str, dict]) -> tuple[str, int] | None:
     return version, seq
 
 
-def _ingesting(instance) -> int:
-    """Inbox runs queued or in progress: a training started now would see half of what is landing."""
-    active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED]
-    return len(instance.get_run_records(RunsFilter(statuses=active, tags={"dagster/sensor_name": "inbox_sensor"}),
-                                        limit=100))
-
-
-def retrain_decision(champion: str | None, table: pd.DataFrame | None, history: pd.DataFrame,
+def retrain_decision(champion: str | None, table: pd.DataFrame | None, history: Callable[[], pd.DataFrame],
                      profiles: dict[str, dict], policy: OutcomePolicy) -> tuple[str | None, str]:
     """The one rule for training without a click: ``(run_key, why)``; no run_key means wait, and why.
 
     No champion: train once ``first_training_min_labelled`` outcomes are in force. A champion: retrain
     when its realised precision or recall is below target or enough outcomes arrived since it was
-    trained (:func:`retrain_reasons`). Either way, a training the gate refused after that (a newer
-    version than the champion) is tried again only once ``retrain_min_new_outcomes`` outcomes have
-    arrived since it: the run key names the attempt it follows, so each retry is asked for once.
+    trained (:func:`retrain_reasons`). Either way, a newer training than the champion (one the gate
+    refused) is tried again only once ``retrain_min_new_outcomes`` outcomes have arrived since it:
+    the run key names the attempt it follows, so each retry is asked for once. ``history`` loads
+    ``outcome_history`` only when the decision needs it (never for a champion that is the latest).
     """
-    from lead_assets.core.outcomes import new_outcomes_since
+    from lead_assets.core.outcomes import labelled_in_force, new_outcomes_since
 
     attempt = latest_attempt(profiles)
-    trained = profiles.get(str(champion), {}).get("ledger_seq") if champion is not None else None
-    refused = attempt if attempt and (champion is None or trained is None or attempt[1] > trained
-                                      or (attempt[1] == trained and attempt[0] != str(champion))) else None
-    if refused:
-        since = new_outcomes_since(history, refused[1])
-        if not policy.retrain_min_new_outcomes or since < policy.retrain_min_new_outcomes:
-            return None, (f"version {refused[0]} was refused by the gate; {since} new outcomes since it, "
-                          f"trying again at {policy.retrain_min_new_outcomes or 'never (retrain_min_new_outcomes 0)'}")
+    refused = attempt if attempt and attempt[0] != str(champion) else None
+    events = history() if refused or champion is None else None
+    since = new_outcomes_since(events, refused[1]) if refused else 0
+    after = f"; {since} new outcomes since refused version {refused[0]}" if refused else ""
+    if refused and (not policy.retrain_min_new_outcomes or since < policy.retrain_min_new_outcomes):
+        return None, (f"version {refused[0]} was refused by the gate; {since} new outcomes since it, "
+                      f"trying again at {policy.retrain_min_new_outcomes or 'never (retrain_min_new_outcomes 0)'}")
     if champion is None:
-        current = history["current"].astype("boolean").fillna(False).to_numpy(dtype=bool) \
-            if "current" in history.columns else np.zeros(len(history), dtype=bool)
-        labelled = int((current & history[LABEL].notna().to_numpy()).sum()) if LABEL in history.columns else 0
+        labelled = labelled_in_force(events)
         if not policy.first_training_min_labelled:
             return None, "no champion yet, and first_training_min_labelled is 0: train from the UI or CLI"
         if labelled < policy.first_training_min_labelled:
             return None, (f"no champion yet: {labelled} labelled leads, the first training starts at "
                           f"{policy.first_training_min_labelled}")
-        key = "first-training" + (f"-after-v{refused[0]}" if refused else "")
-        return key, (f"first model: {labelled} labelled leads" + (f", {since} new outcomes since refused version "
-                                                                   f"{refused[0]}" if refused else ""))
+        return "first-training" + (f"-after-v{refused[0]}" if refused else ""), (
+            f"first model: {labelled} labelled leads" + after)
     if table is None:
         return None, "model_performance has not been materialized yet"
     reasons = retrain_reasons(table, champion, policy)
     if not reasons:
         return None, f"champion version {champion} meets its targets and few outcomes arrived since training"
     key = f"retrain-v{champion}-" + (f"after-v{refused[0]}-" if refused else "") + "+".join(reasons)
-    return key, f"champion version {champion}: {', '.join(reasons)}" + (
-        f"; {since} new outcomes since refused version {refused[0]}" if refused else "")
+    return key, f"champion version {champion}: {', '.join(reasons)}" + after
 
 
 @sensor(
@@ -253,15 +246,16 @@ def retrain_on_outcomes(context: SensorEvaluationContext, lead_home: LeadHomeRes
                         model_registry: ModelRegistry, outcome_policy: OutcomePolicy):
     from lead_assets.core import outcomes
 
-    busy = _ingesting(context.instance)
-    if busy:
+    busy = _active_runs(context.instance, "inbox_sensor", limit=100)
+    if busy:  # a training started now would see half of what is landing
         return SkipReason(f"{busy} inbox run(s) queued or in progress: deciding once the files have landed")
     home = lead_home.resolve().warehouse
     path = home / f"{PERFORMANCE}.parquet"
-    champion = model_registry.champion_version()
-    history = warehouse.read_columns(home, "outcome_history", [*outcomes.NEW_OUTCOME_COLUMNS, "current", LABEL])
     table = warehouse.read_parquet(path) if path.exists() else None
-    key, why = retrain_decision(champion, table, history, _profiles(home), outcome_policy)
+    key, why = retrain_decision(
+        model_registry.champion_version(), table,
+        lambda: warehouse.read_columns(home, "outcome_history", [*outcomes.NEW_OUTCOME_COLUMNS, "current", LABEL]),
+        _profiles(home), outcome_policy)
     if key is None:
         return SkipReason(why)
     return RunRequest(run_key=key, tags={"lead_assets/reason": why})

@@ -159,3 +159,21 @@ def test_card_names_the_windows_and_the_threshold_rule(good):
     assert "## Backtests by month" in card
     assert "highest validation precision with recall" in card
     assert pd.Timestamp(good.windows["validation"][0]).strftime("%Y-%m-%d") in card
+
+
+def test_one_verdict_judges_the_backtests_and_a_first_model_against_no_model():
+    from lead_assets.core.evaluation import promotion_verdict
+
+    weak_month = [{"month": "2021-09", "auc": 0.80, "precision": 0.70, "recall": 0.68},
+                  {"month": "2021-10", "auc": 0.82, "precision": 0.72, "recall": 0.80}]
+    judged = {"metrics": {"auc": 0.5, "precision": 0.1, "recall": 0.1, "backtest_months": 2.0,
+                          "backtest_auc": 0.81, "backtest_precision": 0.71, "backtest_recall": 0.76},
+              "backtest_months": weak_month, "champion_version": None, "champion_metrics": None}
+    first = promotion_verdict(judged)  # the backtests, not the other metrics, are judged
+    assert first.passed and first.reasons == []
+    assert first.table.set_index("check").loc["recall 2021-09", ["passed", "blocking"]].tolist() == [False, False]
+    challenger = promotion_verdict({**judged, "champion_version": "1"})
+    assert not challenger.passed and challenger.reasons == [
+        "recall in 2021-09 (target 0.75 less tolerance 0.05) 0.680 is below 0.700"]
+    weak_pool = {**judged, "metrics": {**judged["metrics"], "backtest_recall": 0.74}}
+    assert promotion_verdict(weak_pool).reasons == ["recall 0.740 is below 0.750"]
