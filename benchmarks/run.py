@@ -24,6 +24,7 @@ from benchmarks.harness import (BIN, ROOT, Result, markdown, median_of, progress
 from benchmarks.gate_cuts import bench_gate
 from benchmarks.model_real import bench_model_real
 from benchmarks.outcomes import bench_outcomes
+from benchmarks.replay_real import bench_replay
 from benchmarks.serving import bench_serving
 
 SIZES = {
@@ -676,7 +677,7 @@ def bench_wall_times(work: Path) -> list[Result]:
     ]
 
 
-SECTIONS = ("training", "scoring", "model", "gate", "backfill", "scale", "drop", "tick", "serving", "outcomes", "wall")
+SECTIONS = ("training", "scoring", "model", "gate", "replay", "backfill", "scale", "drop", "tick", "serving", "outcomes", "wall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -705,6 +706,10 @@ def main(argv: list[str] | None = None) -> int:
             notes += appendix
         if "gate" in only:
             found, appendix = bench_gate(args.quick)
+            results += found
+            notes += appendix
+        if "replay" in only:
+            found, appendix = bench_replay(work, args.quick)
             results += found
             notes += appendix
         if "backfill" in only:

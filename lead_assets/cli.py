@@ -1,4 +1,4 @@
-"""``lead-assets``: generate, land, withdraw, demo, query, leads, evaluate, model.
+"""``lead-assets``: generate, land, withdraw, demo, query, leads, evaluate, replay, model, serve.
 
 Every command fails with one clear line and a non-zero exit on bad input, never a traceback.
 """
@@ -200,6 +200,41 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ replay
+def _days(text: str) -> int:
+    """``15d`` or ``15``: a whole number of days, at least 1."""
+    return _positive(text[:-1] if text.lower().endswith("d") else text)
+
+
+def _days_or_zero(text: str) -> int:
+    value = text[:-1] if text.lower().endswith("d") else text
+    if value.strip() == "0":
+        return 0
+    return _positive(value)
+
+
+def cmd_replay(args) -> int:
+    from lead_assets.replay import run_replay
+
+    if not Path(args.data).is_file():
+        raise CommandError(f"no such file: {args.data}")
+    _step(f"replaying {args.data} into {Path(args.out) / 'home'}: a step every {args.step} days, outcomes "
+          f"{args.label_delay} days after each lead")
+    try:
+        result = run_replay(Path(args.data), Path(args.out), step_days=args.step, label_delay_days=args.label_delay,
+                            say=lambda line: print(line, flush=True))
+    except FileExistsError as error:
+        raise CommandError(str(error)) from error
+    import pandas as pd
+
+    shown = ["month", "leads", "scored_on_arrival", "versions", "auc", "precision", "recall", "calibration_error",
+             "best_precision_at_target_recall", *[c for c in result.months.columns if c.startswith("frozen_")]]
+    print("\n" + result.months[[c for c in shown if c in result.months]].round(3).to_markdown(index=False))
+    print("\n" + pd.Series(result.summary).rename("value").to_frame().to_markdown())
+    print(f"\nreport: {result.report}")
+    return 1 if result.failed_runs else 0
+
+
 # ------------------------------------------------------------------------------------- model
 def cmd_model(args) -> int:
     import mlflow
@@ -322,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-until", type=_date)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("replay", help="play a labelled history through a fresh data home, step by step, with "
+                                      "outcomes arriving late and the shipped automation deciding everything")
+    p.add_argument("--data", required=True, help="a labelled lead file (created_date and app_complete_flag)")
+    p.add_argument("--out", default="replay", help="where the fresh home, the Dagster instance and the report go")
+    p.add_argument("--step", type=_days, default=15, help="days between two arrivals of leads (e.g. 15d)")
+    p.add_argument("--label-delay", type=_days_or_zero, default=14,
+                   help="days after its creation that a lead's outcome arrives")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("model", help="the registered model: show the champion, or roll back")
     p.add_argument("action", choices=("show", "rollback"))

@@ -96,6 +96,15 @@ def month_of(dates: pd.Series) -> pd.Series:
     return stamps.dt.to_period("M").astype(str)
 
 
+def fold_months(labelled_per_month: pd.Series, min_backtest_leads: int) -> list[str]:
+    """The months a backtest can judge: each labelled month after the first with enough leads.
+
+    A training with none cannot be judged; the retrain decision waits for one before a first model.
+    """
+    counts = labelled_per_month.sort_index()
+    return [m for m in counts.index[1:] if counts[m] >= min_backtest_leads]
+
+
 def backtest(labelled: pd.DataFrame, config: TrainConfig) -> Backtest:
     """Score each of the latest months with the recipe trained on the months before it.
 
@@ -105,7 +114,7 @@ def backtest(labelled: pd.DataFrame, config: TrainConfig) -> Backtest:
         return Backtest()
     months = month_of(labelled[CREATED_DATE])
     counts = months.value_counts().sort_index()
-    candidates = [m for m in counts.index[1:] if counts[m] >= config.min_backtest_leads]
+    candidates = fold_months(counts, config.min_backtest_leads)
     rows, judged_parts, skipped = [], [], []
     chosen = candidates[-config.backtest_months:]
     for month in chosen:

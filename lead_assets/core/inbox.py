@@ -27,6 +27,7 @@ from datetime import date, datetime, timezone
 
 from upath import UPath
 
+from lead_assets.core import clock
 from lead_assets.core.home import LeadHome, is_local
 from lead_assets.core.ingest import LeadFileError, Sniff, sniff_file
 from lead_assets.core.schema import LEAD_ID
@@ -187,7 +188,7 @@ def sha256_of(path: UPath) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return clock.now().isoformat(timespec="microseconds")
 
 
 def _move(source: UPath, target: UPath) -> None:

@@ -30,7 +30,7 @@ import pandas as pd
 from pandas.core.util.hashing import combine_hash_arrays, hash_array
 from upath import UPath
 
-from lead_assets.core import schema
+from lead_assets.core import clock, schema
 from lead_assets.core.reader import (
     CHUNK_ROWS,
     Chunk,
@@ -110,7 +110,7 @@ def normal_lead_id(value: str) -> str:
 
 
 def now_utc() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return pd.Timestamp(clock.now()).tz_localize(None)
 
 
 def latest_allowed(today: date, now: pd.Timestamp | None = None) -> pd.Timestamp:

@@ -65,13 +65,25 @@ def new_outcomes_since(history: pd.DataFrame, seq: int) -> int:
     return int((new & (position > seq).to_numpy(dtype=bool)).sum())
 
 
+def _in_force(history: pd.DataFrame) -> np.ndarray:
+    current = history["current"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return current & history[LABEL].notna().to_numpy()
+
+
 def labelled_in_force(history: pd.DataFrame) -> int:
     """Leads whose label in force is known: the events ``current`` with a label (reads ``current``
     and ``app_complete_flag`` of ``outcome_history``)."""
     if history is None or not len(history) or "current" not in history.columns:
         return 0
-    current = history["current"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    return int((current & history[LABEL].notna().to_numpy()).sum())
+    return int(_in_force(history).sum())
+
+
+def labelled_per_month(history: pd.DataFrame) -> pd.Series:
+    """:func:`labelled_in_force` by month of lead creation (``YYYY-MM``; also reads ``day``)."""
+    if history is None or not len(history) or "current" not in history.columns:
+        return pd.Series(dtype="int64")
+    days = history.loc[_in_force(history), "day"].astype(str)
+    return days.str[:7].value_counts().sort_index()
 
 
 def compared_columns() -> tuple[str, ...]:

@@ -166,3 +166,24 @@ def markdown_images(pngs: dict[str, bytes]) -> str:
         title = name.removesuffix(".png").replace("_", " ")
         parts.append(f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
     return "\n\n".join(parts)
+
+
+def replay_png(months, targets: dict[str, float]) -> bytes:
+    """A replay's months: realised precision, recall and calibration error of what sales were shown
+    on arrival (solid), and of the first promoted model left alone (dashed)."""
+    figure, ax = _figure(7.5, 4.2)
+    x = np.arange(len(months))
+    for name, marker in (("precision", "o"), ("recall", "s"), ("calibration_error", "^")):
+        line = ax.plot(x, months[name], marker=marker, label=f"loop {name.replace('_', ' ')}")[0]
+        if f"frozen_{name}" in months:
+            ax.plot(x, months[f"frozen_{name}"], marker=marker, linestyle="--", color=line.get_color(),
+                    alpha=0.6, label=f"frozen {name.replace('_', ' ')}")
+    for name, style in (("precision", ":"), ("recall", "-.")):
+        if name in targets:
+            ax.axhline(targets[name], color="grey", linestyle=style, linewidth=1)
+    ax.axhline(0.03, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xticks(x, months["month"], rotation=45)
+    ax.set(xlabel="month the leads were created", ylabel="realised on arrival", ylim=(0, 1.02),
+           title="Replay: what sales were shown, the loop vs the first model frozen")
+    ax.legend(loc="center left", fontsize=7, ncol=2)
+    return _png(figure)

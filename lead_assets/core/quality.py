@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lead_assets.core import schema
+from lead_assets.core import clock, schema
 from lead_assets.core.schema import CITY_TIER, CREATED_DATE, LABEL, LEAD_ID, OTHERS, REFERRED, SOURCE_ROW
 
 SAMPLE_ROWS = 5  # offending rows kept per failing expectation and day
@@ -581,7 +581,7 @@ def _with_dtype_detail(outcome: Outcome, dtypes: pd.DataFrame, wrong: pd.Series)
 
 def _day_bounds(days: Sequence[str], now: pd.Timestamp | None) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First instant of the first day and the last of the last day, not after ``now`` (UTC, naive)."""
-    now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+    now = pd.Timestamp(clock.now()).tz_localize(None) if now is None else pd.Timestamp(now)
     if now.tzinfo is not None:
         now = now.tz_convert("UTC").tz_localize(None)
     first = pd.Timestamp(min(days))

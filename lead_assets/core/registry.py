@@ -349,13 +349,17 @@ def load_champion(name: str = DEFAULT_MODEL_NAME) -> tuple[LeadModel, str] | Non
     The alias is resolved once and that exact version is loaded, so the returned version always
     belongs to the returned model even if the alias moves meanwhile.
     """
-    import mlflow.pyfunc
-
     version = champion_version(name)
     if version is None:
         return None
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return loaded.unwrap_python_model().lead_model, version
+    return load_version(name, version), version
+
+
+def load_version(name: str, version: str) -> LeadModel:
+    """One registered version as a :class:`LeadModel` (a replay scores with its first champion)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().lead_model
 
 
 def describe(name: str = DEFAULT_MODEL_NAME) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lead_assets.core import clock
 from lead_assets.core.cutoff import trailing_cutoffs
 from lead_assets.core.model import SMALL, LeadModel
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
@@ -164,7 +165,7 @@ def reason_details(scored: pd.DataFrame) -> list[list[dict]]:
 
 
 def _utc(scored_at) -> pd.Timestamp:
-    stamp = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at)
+    stamp = pd.Timestamp(clock.now()) if scored_at is None else pd.Timestamp(scored_at)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 

@@ -1,8 +1,6 @@
 """lead_scoring_model: train on the labelled history, track in MLflow, promote through a gate."""
 
 
-from datetime import datetime, timezone
-
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -17,6 +15,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from lead_assets.core import clock
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
 from lead_assets.core.evaluation import promotion_verdict
 from lead_assets.core.schema import CREATED_DATE, LABEL
@@ -142,7 +141,7 @@ def lead_scoring_model(context: AssetExecutionContext, config: TrainingConfig, l
         "gate": config.gate_settings(),
         "champion_version": champion[1] if champion else None,
         "champion_metrics": champion_metrics,
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": clock.now().isoformat(timespec="seconds"),
     }
     verdict = promotion_verdict(info)
     context.add_output_metadata({
@@ -229,4 +228,4 @@ def champion_model(context: AssetExecutionContext, lead_scoring_model: dict, mod
                                  "previous_champion": str(previous)})
     return {"model_name": lead_scoring_model["model_name"], "version": lead_scoring_model["version"],
             "previous_version": previous,
-            "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "promoted_at": clock.now().isoformat(timespec="seconds")}

@@ -199,14 +199,17 @@ def retrain_decision(champion: str | None, table: pd.DataFrame | None, history: 
                      profiles: dict[str, dict], policy: OutcomePolicy) -> tuple[str | None, str]:
     """The one rule for training without a click: ``(run_key, why)``; no run_key means wait, and why.
 
-    No champion: train once ``first_training_min_labelled`` outcomes are in force. A champion: retrain
+    No champion: train once ``first_training_min_labelled`` outcomes are in force and a backtest
+    month exists to judge the model on (``core.backtest.fold_months``). A champion: retrain
     when its realised precision or recall is below target or enough outcomes arrived since it was
     trained (:func:`retrain_reasons`). Either way, a newer training than the champion (one the gate
     refused) is tried again only once ``retrain_min_new_outcomes`` outcomes have arrived since it:
     the run key names the attempt it follows, so each retry is asked for once. ``history`` loads
     ``outcome_history`` only when the decision needs it (never for a champion that is the latest).
     """
-    from lead_assets.core.outcomes import labelled_in_force, new_outcomes_since
+    from lead_assets.core.backtest import fold_months
+    from lead_assets.core.model import TrainConfig
+    from lead_assets.core.outcomes import labelled_in_force, labelled_per_month, new_outcomes_since
 
     attempt = latest_attempt(profiles)
     refused = attempt if attempt and attempt[0] != str(champion) else None
@@ -223,6 +226,11 @@ def retrain_decision(champion: str | None, table: pd.DataFrame | None, history: 
         if labelled < policy.first_training_min_labelled:
             return None, (f"no champion yet: {labelled} labelled leads, the first training starts at "
                           f"{policy.first_training_min_labelled}")
+        per_month, fold_leads = labelled_per_month(events), TrainConfig().min_backtest_leads
+        if not fold_months(per_month, fold_leads):  # the training would fail: nothing to judge it on
+            return None, (f"no champion yet: {labelled} labelled leads, but no labelled month after the first "
+                          f"with {fold_leads} leads to judge a model on (labelled per month: "
+                          f"{', '.join(f'{m} {n}' for m, n in per_month.items())})")
         return "first-training" + (f"-after-v{refused[0]}" if refused else ""), (
             f"first model: {labelled} labelled leads" + after)
     if table is None:
@@ -254,7 +262,7 @@ def retrain_on_outcomes(context: SensorEvaluationContext, lead_home: LeadHomeRes
     table = warehouse.read_parquet(path) if path.exists() else None
     key, why = retrain_decision(
         model_registry.champion_version(), table,
-        lambda: warehouse.read_columns(home, "outcome_history", [*outcomes.NEW_OUTCOME_COLUMNS, "current", LABEL]),
+        lambda: warehouse.read_columns(home, "outcome_history", [*outcomes.NEW_OUTCOME_COLUMNS, "current", LABEL, "day"]),
         _profiles(home), outcome_policy)
     if key is None:
         return SkipReason(why)

@@ -13,7 +13,7 @@ Secrets never appear here: the MLflow client reads ``MLFLOW_TRACKING_TOKEN``/``_
 import json
 import os
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -31,7 +31,7 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 from upath import UPath
 
-from lead_assets.core import warehouse
+from lead_assets.core import clock, warehouse
 from lead_assets.core.home import LeadHome, is_local
 from lead_assets.core.schema import CREATED_DATE
 from lead_assets.defs.partitions import FIRST_DAY
@@ -109,7 +109,7 @@ class LeadHomeResource(ConfigurableResource):
 
     @staticmethod
     def today() -> date:
-        return datetime.now(timezone.utc).date()
+        return clock.today()
 
 
 class PartitionedParquetIOManager(UPathIOManager):

@@ -2,7 +2,6 @@
 
 import time
 from collections import Counter
-from datetime import datetime, timezone
 
 import pandas as pd
 from dagster import (
@@ -17,6 +16,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from lead_assets.core import clock
 from lead_assets.core.cutoff import DEFAULT_WINDOW_DAYS
 from lead_assets.core.schema import CREATED_DATE
 from lead_assets.core.warehouse import DayChunks, DayStream
@@ -67,7 +67,7 @@ def scored_leads(
     before = [day for day in lead_features.days if day < run_days[0]]
     buckets = BucketConfig(hot=config.hot_min_probability, warm=config.warm_min_probability)
     summary = ScoreSummary()
-    root, now = model_registry.lead_home.resolve().warehouse, datetime.now(timezone.utc)
+    root, now = model_registry.lead_home.resolve().warehouse, clock.now()
 
     def frames():
         window = pd.concat(

@@ -12,11 +12,14 @@ from lead_assets.defs.policy import OutcomePolicy
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 
 
-def history(labelled: int, seq: int = 1, start: int = 0) -> pd.DataFrame:
-    """``labelled`` outcomes in force, each a new outcome, landed at ledger position ``seq``."""
+def history(labelled: int, seq: int = 1, start: int = 0, months: tuple[str, ...] = ("2021-07", "2021-08")
+            ) -> pd.DataFrame:
+    """``labelled`` outcomes in force, each a new outcome, landed at ledger position ``seq``, of leads
+    created in ``months`` in turn."""
     return pd.DataFrame({OUTCOME_SEQ: [seq] * labelled, ATTACHED_SEQ: [seq] * labelled,
                          LABEL_CHANGED: [True] * labelled, "current": [True] * labelled,
-                         LABEL: [(start + i) % 2 for i in range(labelled)]})
+                         LABEL: [(start + i) % 2 for i in range(labelled)],
+                         "day": [f"{months[i % len(months)]}-10" for i in range(labelled)]})
 
 
 def performance(champion: str, since: int, precision: float = 0.8) -> pd.DataFrame:
@@ -28,31 +31,43 @@ def decide(champion, table, events, profiles, policy):
     return retrain_decision(champion, table, lambda: events, profiles, policy)
 
 
-POLICY = OutcomePolicy(first_training_min_labelled=100, retrain_min_new_outcomes=50)
+POLICY = OutcomePolicy(first_training_min_labelled=300, retrain_min_new_outcomes=50)
 
 
 def test_a_first_model_trains_once_enough_outcomes_are_in_force():
-    key, why = decide(None, None, history(99), {}, POLICY)
-    assert key is None and "99 labelled leads" in why and "starts at 100" in why
-    key, why = decide(None, None, history(100), {}, POLICY)
-    assert key == "first-training" and "100 labelled leads" in why
-    events = pd.concat([history(100), history(100).assign(current=False)], ignore_index=True)
+    key, why = decide(None, None, history(299), {}, POLICY)
+    assert key is None and "299 labelled leads" in why and "starts at 300" in why
+    key, why = decide(None, None, history(300), {}, POLICY)
+    assert key == "first-training" and "300 labelled leads" in why
+    events = pd.concat([history(300), history(300).assign(current=False)], ignore_index=True)
     assert decide(None, None, events, {}, POLICY)[0] == "first-training"  # superseded events do not count
     key, why = decide(None, None, history(10_000), {}, OutcomePolicy(first_training_min_labelled=0))
     assert key is None and "first_training_min_labelled is 0" in why
 
 
+def test_a_first_model_waits_for_a_month_to_be_judged_on():
+    """A backtest needs a labelled month after the first with min_backtest_leads (100) leads: before
+    that a training can only fail (its run key would then be spent), so the decision waits."""
+    one_month = history(5_000, months=("2021-07",))
+    key, why = decide(None, None, one_month, {}, POLICY)
+    assert key is None and "no labelled month after the first with 100 leads" in why and "2021-07 5000" in why
+    thin = pd.concat([one_month, history(99, months=("2021-08",))], ignore_index=True)
+    assert decide(None, None, thin, {}, POLICY)[0] is None
+    judged = pd.concat([one_month, history(100, months=("2021-08",))], ignore_index=True)
+    assert decide(None, None, judged, {}, POLICY)[0] == "first-training"
+
+
 def test_a_refused_first_model_is_tried_again_after_enough_new_outcomes():
     refused = {"1": {"ledger_seq": 5, "trained_until": "2021-08-31"}}
-    waiting = pd.concat([history(100, seq=5), history(49, seq=6)], ignore_index=True)
+    waiting = pd.concat([history(300, seq=5), history(49, seq=6)], ignore_index=True)
     key, why = decide(None, None, waiting, refused, POLICY)
     assert key is None and "version 1 was refused" in why and "49 new outcomes" in why
-    enough = pd.concat([history(100, seq=5), history(50, seq=6)], ignore_index=True)
+    enough = pd.concat([history(300, seq=5), history(50, seq=6)], ignore_index=True)
     key, why = decide(None, None, enough, refused, POLICY)
     assert key == "first-training-after-v1" and "50 new outcomes since refused version 1" in why
     twice = {**refused, "2": {"ledger_seq": 6}}
     assert decide(None, None, enough, twice, POLICY)[0] is None  # nothing new since version 2
-    never = OutcomePolicy(first_training_min_labelled=100, retrain_min_new_outcomes=0)
+    never = OutcomePolicy(first_training_min_labelled=300, retrain_min_new_outcomes=0)
     assert "never" in decide(None, None, enough, refused, never)[1]
 
 
