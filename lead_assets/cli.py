@@ -154,9 +154,39 @@ def cmd_leads(args) -> int:
         + " FROM scored_leads" + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY probability DESC, lead_id LIMIT {args.top}"
     )
-    frame = run_query(home, sql)
+    frame = _with_day_ranks(home, run_query(home, sql), _capacity(args))
     print_frame(_structured_reasons(frame) if args.format == "json" else frame, args.format)
     return 0
+
+
+def _capacity(args) -> int | None:
+    from lead_assets.core.capacity import check_capacity
+
+    if args.capacity is not None:
+        return check_capacity(args.capacity)
+    value = (os.environ.get("LEAD_ASSETS_DAILY_CAPACITY") or "").strip()
+    if value and not value.isdigit():
+        raise CommandError(f"LEAD_ASSETS_DAILY_CAPACITY={value!r} is not a whole number of leads")
+    return check_capacity(int(value)) if value else None
+
+
+def _with_day_ranks(home, frame, capacity: int | None):
+    """Each shown lead's rank within its whole day and whether it is inside the day's capacity
+    (``core.capacity``, the rule the CRM export uses), from every lead of the days shown."""
+    from lead_assets.core.capacity import DAY_RANK, IN_CAPACITY, rank_within_day
+
+    if frame.empty:
+        return frame.assign(**{DAY_RANK: [], IN_CAPACITY: []})
+    days = sorted({str(d)[:10] for d in frame["created_date"]})
+    listed = ", ".join(f"DATE '{d}'" for d in days)
+    every = run_query(home, "SELECT lead_id, created_date, probability, bucket FROM scored_leads "
+                            f"WHERE CAST(created_date AS DATE) IN ({listed})")
+    ranked = rank_within_day(every, capacity).set_index("lead_id")
+    position = frame.columns.get_loc("bucket") + 1
+    out = frame.copy()
+    out.insert(position, DAY_RANK, ranked.loc[out["lead_id"], DAY_RANK].to_numpy())
+    out.insert(position + 1, IN_CAPACITY, ranked.loc[out["lead_id"], IN_CAPACITY].to_numpy())
+    return out
 
 
 def _structured_reasons(frame):
@@ -349,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="date_to", type=_date)
     p.add_argument("--bucket", choices=("hot", "warm", "cold", "junk"))
     p.add_argument("--top", type=_positive, default=20)
+    p.add_argument("--capacity", type=_positive, default=None,
+                   help="leads the team calls a day (default LEAD_ASSETS_DAILY_CAPACITY, else no limit): "
+                        "in_capacity marks a lead ranked within it in its day and not junk")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_leads)
 

@@ -182,8 +182,8 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
     materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], first, last)
     step("run 2/4: lead_scoring_model -> promotion_gate -> champion_model")
     training = materialize_selection(["lead_scoring_model", "champion_model"])
-    step(f"run 3/4: scored_leads for {first}..{last} (one run)")
-    materialize_selection(["scored_leads"], first, last)
+    step(f"run 3/4: scored_leads -> crm_export for {first}..{last} (one run)")
+    materialize_selection(["scored_leads", "crm_export"], first, last)
     step("run 4/4: lead_insights (conversion by source, medium, platform, city tier, bucket; gains)")
     materialize_selection(["lead_insights"])
 
@@ -214,5 +214,6 @@ Warehouse:   {home.warehouse}   (lead-assets query "SELECT * FROM scored_leads L
 MLflow:      {home.mlflow_tracking_uri}
              mlflow ui --backend-store-uri {home.mlflow_tracking_uri} --host 127.0.0.1 --port 5000
 Insights:    {home.warehouse / "lead_insights"}  (PNG plots and CSV tables; also in MLflow)
+CRM export:  {home.root / "outbox"}  (a CSV per day) and the lead_scores table in {home.root / "crm" / "lead_scores.db"}
 Dagster UI:  make dev   -> http://127.0.0.1:3000  (drop CSVs into {home.inbox} to score them)""")
     return 0

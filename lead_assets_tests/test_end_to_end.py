@@ -204,6 +204,22 @@ def test_leads_command_lists_best_first_with_reasons(trained, capsys):
     assert len(junk) and set(junk["bucket"]) == {"junk"}
 
 
+def test_leads_command_shows_each_leads_rank_in_its_day_and_the_capacity_line(trained, capsys, monkeypatch):
+    from lead_assets.cli import main
+
+    home, _ = trained
+    assert main(["--home", str(home.root), "leads", "--date", "2021-08-20", "--top", "6", "--capacity", "3",
+                 "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["day_rank"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["in_capacity"] for r in rows] == [r["bucket"] != "junk" and r["day_rank"] <= 3 for r in rows]
+    monkeypatch.setenv("LEAD_ASSETS_DAILY_CAPACITY", "1")
+    assert main(["--home", str(home.root), "leads", "--date", "2021-08-20", "--bucket", "junk", "--top", "2",
+                 "--format", "json"]) == 0
+    junk = json.loads(capsys.readouterr().out)
+    assert junk and all(r["day_rank"] > 1 and not r["in_capacity"] for r in junk)  # ranked in the whole day
+
+
 def test_ingest_log_and_rejected_rows_are_queryable(trained, capsys):
     from lead_assets.cli import main
 

@@ -34,14 +34,14 @@ def rank_within_day(scored: pd.DataFrame, capacity: int | None) -> pd.DataFrame:
         out[DAY_RANK] = pd.Series(dtype="int64")
         out[IN_CAPACITY] = pd.Series(dtype=bool)
         return out
-    day = pd.to_datetime(out[CREATED_DATE]).dt.normalize()
-    order = pd.DataFrame({"day": day, "p": -out["probability"].to_numpy(), "id": out[LEAD_ID].astype(str)})
-    order = order.sort_values(["day", "p", "id"], kind="mergesort")
-    ranks = order.groupby("day", sort=False).cumcount().to_numpy() + 1
-    rank = pd.Series(ranks, index=order.index).reindex(out.index)
-    out[DAY_RANK] = rank.astype("int64")
+    day = pd.to_datetime(out[CREATED_DATE]).dt.normalize().to_numpy()
+    order = pd.DataFrame({"day": day, "p": -out["probability"].to_numpy(), "id": out[LEAD_ID].astype(str).to_numpy()})
+    order = order.sort_values(["day", "p", "id"], kind="mergesort")  # positions: any index of ``scored`` works
+    rank = np.empty(len(out), dtype="int64")
+    rank[order.index.to_numpy()] = order.groupby("day", sort=False).cumcount().to_numpy() + 1
+    out[DAY_RANK] = rank
     inside = out["bucket"].to_numpy() != "junk"
     if capacity is not None:
-        inside &= rank.to_numpy() <= capacity
+        inside &= rank <= capacity
     out[IN_CAPACITY] = np.asarray(inside, dtype=bool)
     return out

@@ -25,9 +25,10 @@ SCORED = AssetKey("scored_leads")
 
 rescore_job = define_asset_job(
     "rescore_leads",
-    selection=AssetSelection.assets(SCORED),
+    selection=AssetSelection.assets(SCORED, AssetKey("crm_export")),
     partitions_def=lead_days,
-    description="Rescore a range of days with the current champion (one run per range).",
+    description="Rescore a range of days with the current champion and publish them to the CRM (one run per "
+                "range).",
 )
 
 retrain_job = define_asset_job(

@@ -148,7 +148,8 @@ def _empty_raw() -> pd.DataFrame:
 
 
 PIPELINE = AssetSelection.assets(
-    AssetKey("raw_leads"), AssetKey("cleaned_leads"), AssetKey("lead_features"), AssetKey("scored_leads")
+    AssetKey("raw_leads"), AssetKey("cleaned_leads"), AssetKey("lead_features"), AssetKey("scored_leads"),
+    AssetKey("crm_export"),
 )
 OUTCOMES = AssetKey("lead_outcomes")
 INGEST_ONLY = ("raw_leads", "cleaned_leads", "lead_features")
@@ -173,7 +174,7 @@ def inbox_run_request(entries: list[inbox.IndexRecord], score: bool = True, pref
     first = min(e.first_day for e in dated)
     last = max(e.last_day for e in dated)
     key = f"{prefix}-" + _seqs(entries)
-    keys = (*INGEST_ONLY, "scored_leads") if score else INGEST_ONLY
+    keys = (*INGEST_ONLY, "scored_leads", "crm_export") if score else INGEST_ONLY
     return RunRequest(
         run_key=key,
         asset_selection=[AssetKey(k) for k in keys],

@@ -318,6 +318,46 @@ class MlflowTracking(ConfigurableResource):
         return self._tracking
 
 
+class CrmResource(ConfigurableResource):
+    """Where scores are published for the CRM: the outbox folder (local or object storage, like the
+    rest of the home) and the SQL table's database (any SQLAlchemy URL: the production Postgres,
+    or by default a SQLite file in the home)."""
+
+    lead_home: LeadHomeResource
+    database_url: str | None = None
+    outbox: str | None = None
+    _engine = PrivateAttr(default=None)
+
+    @classmethod
+    def from_environment(cls, lead_home: LeadHomeResource) -> "CrmResource":
+        names = {"database_url": "LEAD_ASSETS_CRM_DATABASE_URL", "outbox": "LEAD_ASSETS_OUTBOX"}
+        return cls(lead_home=lead_home,
+                   **{field: EnvVar(name) for field, name in names.items() if os.environ.get(name, "").strip()})
+
+    def outbox_path(self):
+        from upath import UPath
+
+        return UPath(self.outbox) if self.outbox else self.lead_home.resolve().root / "outbox"
+
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        root = self.lead_home.resolve().root
+        if not is_local(root):
+            raise ValueError(f"the home {root} is not on a local disk: set LEAD_ASSETS_CRM_DATABASE_URL "
+                             "(e.g. the deployment's Postgres) for the CRM table")
+        folder = root / "crm"
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder.path}/lead_scores.db"
+
+    def engine(self):
+        import sqlalchemy as sa
+
+        if self._engine is None:
+            self._engine = sa.create_engine(self.url(), future=True)
+        return self._engine
+
+
 def resources_for(lead_home: LeadHomeResource) -> dict[str, Any]:
     """Every resource key the assets use, all nested on the one ``lead_home`` instance.
 
@@ -331,6 +371,7 @@ def resources_for(lead_home: LeadHomeResource) -> dict[str, Any]:
         "model_registry": ModelRegistry(lead_home=lead_home),
         "mlflow": MlflowTracking(lead_home=lead_home),
         "outcome_policy": OutcomePolicy.from_environment(),
+        "crm_sync": CrmResource.from_environment(lead_home),
     }
 
 

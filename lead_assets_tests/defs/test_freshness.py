@@ -22,7 +22,7 @@ def test_rescoring_is_one_run_over_every_day_with_features():
     assert request.run_key == "rescore-4-v7-2021-07-01-2021-09-30"
     assert rescoring_request([], "7", change=1).skip_message
     job = defs.resolve_job_def("rescore_leads")
-    assert set(job.asset_layer.selected_asset_keys) == {AssetKey("scored_leads")}
+    assert set(job.asset_layer.selected_asset_keys) == {AssetKey("scored_leads"), AssetKey("crm_export")}
 
 
 @pytest.mark.parametrize("passed", [True, False])

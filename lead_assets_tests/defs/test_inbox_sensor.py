@@ -52,7 +52,7 @@ def test_before_the_first_champion_the_inbox_run_stops_at_features(lead_home, in
     drop(lead_home, "b.csv", raw_leads(3, "2021-07-06", seed=1))
     (request,) = tick(instance, cursor)[0].run_requests
     assert {k.to_user_string() for k in request.asset_selection} == {
-        "raw_leads", "cleaned_leads", "lead_features", "scored_leads"}
+        "raw_leads", "cleaned_leads", "lead_features", "scored_leads", "crm_export"}
 
 
 def test_a_file_still_being_written_waits(lead_home, instance):

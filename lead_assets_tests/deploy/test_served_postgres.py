@@ -59,8 +59,11 @@ def test_inbox_file_scored_through_daemon_code_server_and_webserver(trained, dep
     # In-process runs: on CI's two cores every multiprocess step would pay ~5 s of imports, and
     # what this test is about is the servers, the queue and PostgreSQL (the Celery test covers
     # steps in other processes).
+    pg = deployment.services.pg  # the CRM table lives in the deployment's PostgreSQL database too
+    crm_url = f"postgresql+psycopg2://{pg['user']}:{pg['password']}@{pg['host']}:{pg['port']}/{deployment.database}"
     served = deployment.with_env(LEAD_ASSETS_CODE_SERVER_HOST="127.0.0.1",
-                                 LEAD_ASSETS_CODE_SERVER_PORT=str(code_port), LEAD_ASSETS_EXECUTOR="in_process")
+                                 LEAD_ASSETS_CODE_SERVER_PORT=str(code_port), LEAD_ASSETS_EXECUTOR="in_process",
+                                 LEAD_ASSETS_CRM_DATABASE_URL=crm_url, LEAD_ASSETS_DAILY_CAPACITY="5")
     env = served.env
     logs = tmp_path / "logs"
     inbox = deployment.lead_home / "inbox"
@@ -152,6 +155,14 @@ def test_inbox_file_scored_through_daemon_code_server_and_webserver(trained, dep
         "SELECT DISTINCT partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
         "AND asset_key = %s", ['["scored_leads"]'])
     assert {day1, day2} <= {row[0] for row in materialized}
+    # each scored day was published for the CRM: its rows in PostgreSQL and a file in the outbox
+    published = dict(deployment.sql("SELECT lead_day, count(*) FROM lead_scores GROUP BY lead_day"))
+    assert published == {day1: len(first), day2: len(second)}, published
+    inside = deployment.sql("SELECT lead_day, max(day_rank) FROM lead_scores WHERE in_capacity GROUP BY lead_day")
+    assert all(rank <= 5 for _, rank in inside), inside
+    for day, frame in ((day1, first), (day2, second)):
+        assert len(pd.read_csv(deployment.lead_home / "outbox" / f"{day}.csv")) == len(frame)
+    assert not list(deployment.lead_home.rglob("lead_scores.db")), "the CRM table went to SQLite, not PostgreSQL"
     checks = deployment.sql("SELECT check_name, execution_status FROM asset_check_executions")
     assert ("promotion_gate", "SUCCEEDED") in checks, checks
     # every check the code location defines on the inbox pipeline's assets ran in both inbox runs
