@@ -27,7 +27,8 @@ or file, so a fork is safe.
   ``STOP_GRACE_SECONDS`` and exits.
 
 Local instances only (``lead-assets init`` writes it into dagster.yaml); the deployments in
-``deploy/`` keep their own launchers. ``python -m lead_assets.launcher`` is the pre-warmed
+``deploy/`` keep their own launchers. Every private Dagster API it uses comes from
+``lead_assets.dagster_private`` (pinned to one Dagster version and tested there). ``python -m lead_assets.launcher`` is the pre-warmed
 process (it speaks one JSON line per run on stdin/stdout).
 """
 
@@ -48,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from dagster import Array, Field
-from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
-from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from lead_assets.dagster_private import (CheckRunHealthResult, ConfigurableClass, ConfigurableClassData,
+                                         LaunchRunContext, RunLauncher, WorkerStatus)
 
 PRELOAD: tuple[str, ...] = ("lead_assets.definitions", "lead_assets.core.quality", "lead_assets.core.registry",
                             "great_expectations", "mlflow.pyfunc", "catboost")
@@ -91,13 +92,12 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         return cls(inst_data=inst_data, **config_value)
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        from dagster._core.errors import DagsterLaunchFailedError
-        from dagster._serdes import serialize_value
+        from lead_assets.dagster_private import launch_failed, serialize_value
 
         run = context.dagster_run
         origin = run.job_code_origin
         if origin is None:
-            raise DagsterLaunchFailedError(f"run {run.run_id} has no code origin to execute")
+            raise launch_failed(f"run {run.run_id} has no code origin to execute")
         executable = origin.repository_origin.executable_path or sys.executable
         directory = getattr(origin.repository_origin.code_pointer, "working_directory", None) or os.getcwd()
         request = json.dumps({"run_id": run.run_id, "instance_ref": serialize_value(self._instance.get_ref()),
@@ -105,8 +105,8 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         with self._lock:
             answer = self._ask(executable, directory, request)
         if "pid" not in answer:
-            raise DagsterLaunchFailedError(f"pre-warmed run worker failed to start run {run.run_id}: "
-                                           f"{answer.get('error', answer)}")
+            raise launch_failed(f"pre-warmed run worker failed to start run {run.run_id}: "
+                                f"{answer.get('error', answer)}")
         self._instance.add_run_tags(run.run_id, worker_tags(answer["pid"], answer.get("started")))
         if answer.get("import_error"):
             self._instance.report_engine_event(
@@ -208,12 +208,12 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         (seen under load). A worker that is gone cannot finish its run, so deciding now is safe.
         """
         from dagster import DagsterRunStatus
-        from dagster._core.execution.retries import auto_reexecution_should_retry_run
-        from dagster._core.storage.tags import WILL_RETRY_TAG
+        from lead_assets.dagster_private import should_retry, will_retry_tag
 
-        if self._instance.run_retries_enabled and WILL_RETRY_TAG not in run.tags:
-            retry = auto_reexecution_should_retry_run(self._instance, run.with_status(DagsterRunStatus.FAILURE), None)
-            self._instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: str(retry).lower()})
+        tag = will_retry_tag()
+        if self._instance.run_retries_enabled and tag not in run.tags:
+            retry = should_retry(self._instance, run.with_status(DagsterRunStatus.FAILURE))
+            self._instance.add_run_tags(run.run_id, {tag: str(retry).lower()})
 
     def _how_it_ended(self, run, wait: float = 4 * REAP_SECONDS) -> str:
         """The pre-warmed process's record of how the worker ended. A worker that just died may not
@@ -303,16 +303,14 @@ def code_files(directory: str, preload: tuple[str, ...]) -> dict[str, tuple[int,
 
 def execute(request: dict) -> int:
     """In the forked child: the run, as ``dagster api execute_run`` executes it."""
-    from dagster._cli.api import _execute_run_command_body
-    from dagster._core.instance import DagsterInstance
-    from dagster._serdes import deserialize_value
-    from dagster._utils.interrupts import capture_interrupts
+    from dagster import DagsterInstance
+
+    from lead_assets.dagster_private import capture_interrupts, deserialize_value, execute_run
 
     with capture_interrupts(), DagsterInstance.from_ref(deserialize_value(request["instance_ref"])) as instance:
         # before the run reports STARTED, so the health check never reads a retried run's parent's pid
         instance.add_run_tags(request["run_id"], worker_tags(os.getpid()))
-        return _execute_run_command_body(request["run_id"], instance, lambda event: None,
-                                         set_exit_code_on_failure=False)
+        return execute_run(request["run_id"], instance)
 
 
 def import_preload(preload: list[str]) -> str | None:

@@ -62,6 +62,7 @@ DEFAULT_RETRY_SECONDS = 5.0
 DEFAULT_RETRY_MAX_SECONDS = 300.0
 DEFAULT_CUTOFF_SECONDS = 60.0
 OPEN_PATHS = ("/ping", "/health")
+PAGE_PATHS = ("/calls", "/calls.csv")  # the reps' call list (lead_assets.call_list), under the same access rules
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -128,7 +129,7 @@ class ScoringService:
                  cutoff_seconds: float = DEFAULT_CUTOFF_SECONDS,
                  retry_seconds: float = DEFAULT_RETRY_SECONDS, retry_max_seconds: float = DEFAULT_RETRY_MAX_SECONDS,
                  loader: Callable[[str, str, Path | None], Served] = load_version,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, pages: Any = None):
         self.model_name = model_name
         self.champion = champion
         self.token = token.encode() if token else None
@@ -142,6 +143,7 @@ class ScoringService:
         self.retry_max_seconds = retry_max_seconds
         self.loader = loader
         self.clock = clock
+        self.pages = pages  # answers PAGE_PATHS: (status, content type, body) = pages.answer(path, query)
         self.current: Served | None = None
         self.unavailable = f"no {model_name}@champion loaded yet"  # why nothing is served (the 503's body)
         self.failure: LoadFailure | None = None
@@ -251,6 +253,9 @@ class ScoringService:
             await _answer(send, 401, "UNAUTHENTICATED", "send Authorization: Bearer <token>",
                           [(b"www-authenticate", b"Bearer")])
             return
+        if self.pages is not None and path in PAGE_PATHS and scope.get("method", "GET") in ("GET", "HEAD"):
+            await self._page(scope, send)
+            return
         served = self.current
         if served is None:
             await _answer(send, 503, "TEMPORARILY_UNAVAILABLE", self.unavailable, [(b"retry-after", b"5")])
@@ -307,6 +312,21 @@ class ScoringService:
             await send(message)
 
         await served.app(scope, replay, tagged)
+
+    async def _page(self, scope, send) -> None:
+        """The call list needs no champion: it reads what crm_export published (off the event loop)."""
+        import asyncio
+
+        try:
+            status, content_type, body = await asyncio.to_thread(self.pages.answer, scope["path"],
+                                                                 scope.get("query_string", b""))
+        except Exception as error:  # noqa: BLE001 - a broken file is an answer, not a dead worker
+            log.exception("the call list failed")
+            await _answer(send, 500, "INTERNAL_ERROR", f"the call list could not be read: {_clip(str(error))}")
+            return
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
 
     def _authorized(self, headers: dict) -> bool:
         scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
@@ -604,6 +624,7 @@ def _serve_one(home, model_name: str, sock: socket.socket, token: str | None, ma
     import mlflow
     import uvicorn
 
+    from lead_assets.call_list import CallList
     from lead_assets.core import registry
 
     mlflow.set_tracking_uri(home.mlflow_tracking_uri)
@@ -612,11 +633,20 @@ def _serve_one(home, model_name: str, sock: socket.socket, token: str | None, ma
         service = ScoringService(
             model_name, lambda: registry.champion_version(model_name), token=token,
             max_request_bytes=max_request_bytes, max_request_rows=max_request_rows, poll_seconds=poll_seconds,
-            cutoff_file=Path(folder) / "cutoff.json", publish_cutoff=warehouse_cutoff(home))
+            cutoff_file=Path(folder) / "cutoff.json", publish_cutoff=warehouse_cutoff(home),
+            pages=CallList(home, _outbox()))
         if load_first:
             service.refresh()
         server = uvicorn.Server(uvicorn.Config(service, log_level="warning", lifespan="on"))
         server.run(sockets=[sock])
+
+
+def _outbox():
+    """Where crm_export publishes (``LEAD_ASSETS_OUTBOX``, else the home's ``outbox/``)."""
+    from upath import UPath
+
+    value = (os.environ.get("LEAD_ASSETS_OUTBOX") or "").strip()
+    return UPath(value) if value else None
 
 
 def _worker(settings: dict, load_first: bool) -> None:
