@@ -24,7 +24,7 @@ SECTION = "Promotion gate at every month-end cut"
 
 def _previous_rule(report: dict) -> str:
     """The gate before fold weighting: every fold counts and every month blocks."""
-    from lead_assets.core.evaluation import DEFAULT_GATE, gate
+    from lead_assets.core.model.judging import DEFAULT_GATE, gate
 
     verdict = gate(report["backtest_pooled"], None, DEFAULT_GATE["targets"], months=report["backtest_months"],
                    tolerance=DEFAULT_GATE["month_tolerance"])
@@ -32,8 +32,8 @@ def _previous_rule(report: dict) -> str:
 
 
 def gate_table(cuts=CUTS) -> pd.DataFrame:
-    from lead_assets.core.evaluate import evaluate_csv
-    from lead_assets.core.model import TrainConfig
+    from lead_assets.core.model.file_evaluation import evaluate_csv
+    from lead_assets.core.model.recipe import TrainConfig
 
     rows = []
     for cut in cuts:

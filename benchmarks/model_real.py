@@ -36,8 +36,8 @@ def bench_model_real(quick: bool = False) -> tuple[list[Result], str]:
     if not REAL.exists():
         progress(f"model on real leads: skipped ({REAL} not found)")
         return [], ""
-    from lead_assets.core.evaluate import evaluate_csv
-    from lead_assets.core.model import TrainConfig
+    from lead_assets.core.model.file_evaluation import evaluate_csv
+    from lead_assets.core.model.recipe import TrainConfig
 
     results, months, choices = [], [], []
     for name, change in (list(CANDIDATES.items())[:1] if quick else CANDIDATES.items()):
@@ -88,13 +88,13 @@ def calibration_alternatives(cut: str) -> dict:
     import numpy as np
     from scipy.optimize import brentq
 
-    from lead_assets.core.clean import clean_leads
-    from lead_assets.core.evaluate import read_labelled_csv
-    from lead_assets.core.evaluation import expected_calibration_error as ece
-    from lead_assets.core.features import build_features
-    from lead_assets.core.model import Calibrator, TrainConfig, _sigmoid
+    from lead_assets.core.leads.cleaning import clean_leads
+    from lead_assets.core.model.file_evaluation import read_labelled_csv
+    from lead_assets.core.model.judging import expected_calibration_error as ece
+    from lead_assets.core.leads.features import build_features
+    from lead_assets.core.model.recipe import Calibrator, TrainConfig, _sigmoid
     from lead_assets.core.schema import LABEL
-    from lead_assets.core.training import train_model
+    from lead_assets.core.model.training import train_model
 
     progress(f"model on real leads: calibration alternatives, trained until {cut}")
     result = train_model(build_features(clean_leads(read_labelled_csv(REAL))), TrainConfig(train_until=cut))

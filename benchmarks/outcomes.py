@@ -22,8 +22,9 @@ import sys
 sys.path.insert(0, {code!r})  # the checkout measured (python -c puts the working folder first)
 import os, time
 from datetime import date
-from lead_assets.core import inbox, landed
-from lead_assets.core.home import LeadHome
+from lead_assets.core.inbox import ledger
+from lead_assets.core.leads import landed
+from lead_assets.core.store.home import LeadHome
 
 home = LeadHome.resolve().ensure()
 path = home.inbox / "crm_outcomes.csv"
@@ -37,9 +38,9 @@ with open(path.path, "w") as handle:
         row += 1
 size = os.path.getsize(path.path)
 first, today = date(2021, 7, 1), date(2026, 12, 1)
-entry = inbox.receive(home, path, first, today)
+entry = ledger.receive(home, path, first, today)
 assert entry.status == "accepted", entry.detail
-(record,) = inbox.landed_entries(home, kind="outcomes")
+(record,) = ledger.landed_entries(home, kind="outcomes")
 started = time.perf_counter()
 if {parse}:
     parsed = landed.load_parsed(home, record, first, today, parse=landed._parse_outcomes)
@@ -51,8 +52,9 @@ CHUNKS = """
 import time
 from datetime import date
 import pandas as pd
-from lead_assets.core import inbox, landed, synth
-from lead_assets.core.home import LeadHome
+from lead_assets.core.inbox import ledger
+from lead_assets.core.leads import landed, synth
+from lead_assets.core.store.home import LeadHome
 
 home = LeadHome.resolve().ensure()
 first, today = date(2021, 7, 1), date(2026, 12, 1)
@@ -60,11 +62,11 @@ days = [f"2021-08-{{d:02d}}" for d in range(1, {days} + 1)]
 leads = synth.generate_leads(days[0], len(days), 100, seed=3, labelled=False)
 leads.insert(0, "lead_id", [f"lead-{{i}}" for i in range(len(leads))])
 (home.inbox / "leads.csv").write_text(leads.to_csv(index=False))
-inbox.receive(home, home.inbox / "leads.csv", first, today)
+ledger.receive(home, home.inbox / "leads.csv", first, today)
 events = pd.DataFrame({{"lead_id": [f"other-{{i}}" for i in range({events})] + list(leads["lead_id"]),
                        "app_complete_flag": 1}})
 (home.inbox / "crm.csv").write_text(events.to_csv(index=False))
-inbox.receive(home, home.inbox / "crm.csv", first, today)
+ledger.receive(home, home.inbox / "crm.csv", first, today)
 landed.OutcomeIndex(home, first, today)  # parse and cache once, as lead_outcomes would have
 timings = {{}}
 for shared in (True, False):

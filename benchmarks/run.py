@@ -51,11 +51,11 @@ def env_for(home: Path) -> dict:
 # ------------------------------------------------------------------------------ training (4)
 TRAIN = """
 import time, pickle, pandas as pd
-from lead_assets.core import synth
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.features import build_features
-from lead_assets.core.model import TrainConfig
-from lead_assets.core.training import train_model
+from lead_assets.core.leads import synth
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.leads.features import build_features
+from lead_assets.core.model.recipe import TrainConfig
+from lead_assets.core.model.training import train_model
 days = {days}
 raw = synth.generate_leads("2021-07-01", days, {per_day}, seed=11, labelled=True)
 raw = raw.assign(lead_id=[f"t{{i}}" for i in range(len(raw))], created_date=pd.to_datetime(raw.created_date))
@@ -88,7 +88,7 @@ def bench_training(size: dict, work: Path) -> tuple[list[Result], Path]:
 # --------------------------------------------------------------------- scoring throughput (1, 5)
 PREPARE_RAW = """
 import pandas as pd
-from lead_assets.core import synth
+from lead_assets.core.leads import synth
 n = {rows}; days = max(1, n // 20000)
 raw = synth.generate_leads("2022-01-01", days, n // days, seed=5, labelled=False)
 raw = raw.assign(lead_id=[f"s{{i}}" for i in range(len(raw))], created_date=pd.to_datetime(raw.created_date))
@@ -100,7 +100,7 @@ RESULT = {{"rows": len(raw)}}
 
 PREPARE_REAL = """
 import pandas as pd
-from lead_assets.core.evaluate import read_labelled_csv
+from lead_assets.core.model.file_evaluation import read_labelled_csv
 raw = read_labelled_csv({csv!r}).drop(columns=["app_complete_flag"])
 raw.to_parquet({path!r})
 RESULT = {{"rows": len(raw)}}
@@ -109,10 +109,10 @@ RESULT = {{"rows": len(raw)}}
 PIPELINE = """
 import pickle, time, pandas as pd
 from upath import UPath
-from lead_assets.core import warehouse
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.features import build_features
-from lead_assets.core.scoring import BucketConfig, score_leads
+from lead_assets.core.store import warehouse
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.leads.features import build_features
+from lead_assets.core.scoring.batch import BucketConfig, score_leads
 model = pickle.load(open({model_path!r}, "rb"))
 raw = pd.read_parquet({raw_path!r})
 out = UPath({out!r})
@@ -132,8 +132,8 @@ RESULT = {{"seconds": seconds, "rows": len(scored), "distinct": distinct}}
 
 BARE = """
 import pickle, time, pandas as pd
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.features import build_features
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.leads.features import build_features
 model = pickle.load(open({model_path!r}, "rb"))
 features = build_features(clean_leads(pd.read_parquet({raw_path!r})))
 booster = model.raw_model
@@ -219,14 +219,15 @@ def prepare_home(home: Path, size: dict, first: date, days: int, per_day: int) -
     code = f"""
 import os
 from datetime import date
-from lead_assets.core import inbox, synth
-from lead_assets.core.home import LeadHome
+from lead_assets.core.inbox import ledger
+from lead_assets.core.leads import synth
+from lead_assets.core.store.home import LeadHome
 from lead_assets.demo import ensure_dagster_home, materialize_selection
 home = LeadHome.resolve().ensure(); ensure_dagster_home(home)
 leads = synth.generate_leads(date.fromisoformat({first.isoformat()!r}), {days}, {per_day}, seed=3, labelled=True)
 synth.write_daily_files(leads, home.inbox.path, prefix="history")
-for c in inbox.list_candidates(home.inbox)[0]:
-    inbox.receive(home, c.path, date(2021, 7, 1), date.today())
+for c in ledger.list_candidates(home.inbox)[0]:
+    ledger.receive(home, c.path, date(2021, 7, 1), date.today())
 last = (date.fromisoformat({first.isoformat()!r}).toordinal() + {days} - 1)
 materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], {first.isoformat()!r},
                       date.fromordinal(last).isoformat())
@@ -282,8 +283,8 @@ def bench_backfill(size: dict, work: Path) -> list[Result]:
     model_path = work / "champion.pkl"
     run_python(f"""
 import pickle, mlflow
-from lead_assets.core.home import LeadHome
-from lead_assets.core import registry
+from lead_assets.core.store.home import LeadHome
+from lead_assets.core.release import registry
 mlflow.set_tracking_uri(LeadHome.resolve().mlflow_tracking_uri)
 model, version = registry.load_champion("lead_scoring")
 pickle.dump(model, open({str(model_path)!r}, "wb"))
@@ -318,10 +319,11 @@ RESULT = {{"version": str(version)}}
 # ------------------------------------------------------------- range runs in bounded memory (8)
 SCALE_FEATURES = """
 import numpy as np, pandas as pd
-from lead_assets.core import synth, warehouse
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.features import build_features
-from lead_assets.core.home import LeadHome
+from lead_assets.core.leads import synth
+from lead_assets.core.store import warehouse
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.leads.features import build_features
+from lead_assets.core.store.home import LeadHome
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 home = LeadHome.resolve().ensure()
 per_day, days = {per_day}, {days}
@@ -478,9 +480,9 @@ def served_drops(home: Path, days: list[date], rows: int, label: str,
 def one_drop(home: Path, day: date, rows: int, seed: int, breakdowns: list) -> float:
     from dagster import DagsterInstance, RunsFilter
 
-    from lead_assets.core import synth
-    from lead_assets.core.home import LeadHome
-    from lead_assets.core.warehouse import partition_path, read_parquet
+    from lead_assets.core.leads import synth
+    from lead_assets.core.store.home import LeadHome
+    from lead_assets.core.store.warehouse import partition_path, read_parquet
 
     leads = synth.generate_leads(day, 1, rows, seed=seed, labelled=False)
     staging = home / "staging"
@@ -553,9 +555,10 @@ import json, os, time, hashlib
 from dataclasses import asdict
 from pathlib import Path
 from dagster import build_sensor_context, instance_for_test
-from lead_assets.core import inbox, synth
-from lead_assets.core.home import LeadHome
-from lead_assets.defs.ingest import inbox_sensor
+from lead_assets.core.inbox import ledger
+from lead_assets.core.leads import synth
+from lead_assets.core.store.home import LeadHome
+from lead_assets.defs.inbox.ingest import inbox_sensor
 from lead_assets.defs.resources import LeadHomeResource
 
 home = LeadHome.resolve().ensure()
@@ -567,17 +570,17 @@ def landed_history(count):
     if not count:
         return
     (home.inbox / "seed.csv").write_bytes(template.to_csv(index=False).encode())
-    seed = inbox.receive(home, home.inbox / "seed.csv", synth_first, today)
+    seed = ledger.receive(home, home.inbox / "seed.csv", synth_first, today)
     data = (home.landing / seed.landed_as).read_bytes()
     lines = []
     for i in range(1, count):
         sha = hashlib.sha256(f"history{{i}}".encode()).hexdigest()
-        entry = inbox.LedgerEntry(**{{**asdict(seed), "sha256": sha, "file": f"h{{i}}.csv", "landed_as": f"{{sha}}.csv",
+        entry = ledger.LedgerEntry(**{{**asdict(seed), "sha256": sha, "file": f"h{{i}}.csv", "landed_as": f"{{sha}}.csv",
                                      "seq": seed.seq + i}})
         (home.landing / entry.landed_as).write_bytes(data)
         (home.ledger / f"{{sha}}.json").write_text(json.dumps(asdict(entry)))
-        lines.append(json.dumps({{k: getattr(entry, k) for k in inbox.INDEX_FIELDS}}) + "\\n")
-    with open((home.ledger / inbox.INDEX).path, "a") as handle:
+        lines.append(json.dumps({{k: getattr(entry, k) for k in ledger.INDEX_FIELDS}}) + "\\n")
+    with open((home.ledger / ledger.INDEX).path, "a") as handle:
         handle.writelines(lines)
 
 from datetime import date
@@ -601,16 +604,16 @@ with instance_for_test(overrides={{"telemetry": {{"enabled": False}}}}) as insta
         new.append(time.perf_counter() - started)
         assert len(result.run_requests) == 1
         cursor = result.cursor
-RESULT = {{"idle": sorted(idle), "new": sorted(new), "landed": len(inbox.landed_entries(home))}}
+RESULT = {{"idle": sorted(idle), "new": sorted(new), "landed": len(ledger.landed_entries(home))}}
 """
 
 
 TICK_BIG = """
 import os, time
 from dagster import build_sensor_context, instance_for_test
-from lead_assets.core import synth
-from lead_assets.core.home import LeadHome
-from lead_assets.defs.ingest import inbox_sensor
+from lead_assets.core.leads import synth
+from lead_assets.core.store.home import LeadHome
+from lead_assets.defs.inbox.ingest import inbox_sensor
 from lead_assets.defs.resources import LeadHomeResource
 
 home = LeadHome.resolve().ensure()

@@ -43,12 +43,13 @@ import os
 for _name in [k for k in os.environ if k.startswith("MLFLOW_")]:  # run_python passes the caller's environment on
     del os.environ[_name]
 import pandas as pd
-from lead_assets.core import registry, synth
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.experiments import use_experiment
-from lead_assets.core.features import build_features
-from lead_assets.core.home import LeadHome
-from lead_assets.core.training import train_model
+from lead_assets.core.leads import synth
+from lead_assets.core.release import registry
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.store.experiments import use_experiment
+from lead_assets.core.leads.features import build_features
+from lead_assets.core.store.home import LeadHome
+from lead_assets.core.model.training import train_model
 home = LeadHome.resolve()
 use_experiment("lead_scoring_bench", home)
 raw = synth.generate_leads("2021-07-01", {days}, {per_day}, seed=11, labelled=True)
@@ -65,13 +66,14 @@ for _name in [k for k in os.environ if k.startswith("MLFLOW_")]:  # run_python p
 import time, pandas as pd
 from datetime import date
 from upath import UPath
-from lead_assets.core import registry, synth
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.experiments import use_experiment
-from lead_assets.core.features import build_features
-from lead_assets.core.home import LeadHome
-from lead_assets.core.ingest import parse_lead_file
-from lead_assets.core.scoring import score_leads
+from lead_assets.core.leads import synth
+from lead_assets.core.release import registry
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.store.experiments import use_experiment
+from lead_assets.core.leads.features import build_features
+from lead_assets.core.store.home import LeadHome
+from lead_assets.core.inbox.parsing import parse_lead_file
+from lead_assets.core.scoring.batch import score_leads
 use_experiment("lead_scoring_bench", LeadHome.resolve())
 model, version = registry.load_champion("lead_scoring")
 raw = synth.generate_leads("2021-10-01", 10, {per_day}, seed=23, labelled=False)
@@ -91,14 +93,15 @@ for _name in [k for k in os.environ if k.startswith("MLFLOW_")]:  # run_python p
 import json, statistics, time
 import mlflow.pyfunc
 from mlflow.pyfunc import scoring_server
-from lead_assets.core import online, registry
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.experiments import use_experiment
-from lead_assets.core.features import build_features
-from lead_assets.core.home import LeadHome
-from lead_assets.core.ingest import lead_ids
-from lead_assets.core.scoring import score_leads
-from lead_assets.core.synth import generate_leads
+from lead_assets.core.release import registry
+from lead_assets.core.scoring import online
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.store.experiments import use_experiment
+from lead_assets.core.leads.features import build_features
+from lead_assets.core.store.home import LeadHome
+from lead_assets.core.inbox.parsing import lead_ids
+from lead_assets.core.scoring.batch import score_leads
+from lead_assets.core.leads.synth import generate_leads
 use_experiment("lead_scoring_bench", LeadHome.resolve())
 version = registry.champion_version("lead_scoring")
 model = mlflow.pyfunc.load_model(f"models:/lead_scoring/{{version}}", model_config={{"model_version": version}})
@@ -140,7 +143,7 @@ RESULT = {{k: statistics.median(v[5:]) for k, v in stages.items()}}
 
 
 def _leads(count: int, seed: int, with_id: bool) -> list[dict]:
-    from lead_assets.core.synth import generate_leads
+    from lead_assets.core.leads.synth import generate_leads
 
     days = max(1, count // 500 + 1)
     raw = generate_leads("2021-10-01", days, -(-count // days), seed=seed, labelled=False).head(count)

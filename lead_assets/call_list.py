@@ -14,8 +14,10 @@ from urllib.parse import parse_qs, urlencode
 
 import pandas as pd
 
-from lead_assets.core import crm, warehouse
-from lead_assets.core.capacity import DAY_RANK, IN_CAPACITY
+from lead_assets.core.scoring import crm
+
+from lead_assets.core.store import warehouse
+from lead_assets.core.scoring.capacity import DAY_RANK, IN_CAPACITY
 from lead_assets.core.schema import LEAD_ID
 
 SOURCE = "source_level"

@@ -61,7 +61,7 @@ def _step(message: str) -> None:
 
 
 def _home(args):
-    from lead_assets.core.home import LeadHome
+    from lead_assets.core.store.home import LeadHome
 
     return LeadHome.resolve(getattr(args, "home", None))
 
@@ -77,7 +77,7 @@ def _require_home(args):
 
 # ---------------------------------------------------------------------------------- generate
 def cmd_generate(args) -> int:
-    from lead_assets.core.synth import generate_leads, write_daily_files
+    from lead_assets.core.leads.synth import generate_leads, write_daily_files
 
     leads = generate_leads(args.start, args.days, args.leads_per_day, seed=args.seed, labelled=args.labelled)
     paths = write_daily_files(leads, args.out, prefix=args.prefix)
@@ -88,16 +88,16 @@ def cmd_generate(args) -> int:
 # -------------------------------------------------------------------------------------- land
 def cmd_land(args) -> int:
     """What the inbox sensor does, once, without a daemon: for scripts and the demo."""
-    from lead_assets.core import inbox
+    from lead_assets.core.inbox import ledger
 
     home = _home(args).ensure()
     first_day = date.fromisoformat(os.environ.get("LEAD_ASSETS_START_DATE", "2021-07-01"))
     today = datetime.now(timezone.utc).date()
-    candidates, links = inbox.list_candidates(home.inbox)
+    candidates, links = ledger.list_candidates(home.inbox)
     for link in links:
-        inbox.refuse_link(home, link)
+        ledger.refuse_link(home, link)
     for candidate in candidates:
-        entry = inbox.receive(home, candidate.path, first_day, today)
+        entry = ledger.receive(home, candidate.path, first_day, today)
         if entry is not None:
             print(f"{entry.file}: {entry.status}" + (f" ({entry.rule}: {entry.detail})" if entry.rule else ""))
     return 0
@@ -105,8 +105,8 @@ def cmd_land(args) -> int:
 
 def cmd_withdraw(args) -> int:
     """Take a landed file back (never parsing it); the inbox sensor re-runs its days without it."""
-    from lead_assets.core import landed
-    from lead_assets.core.ingest import first_day_setting
+    from lead_assets.core.leads import landed
+    from lead_assets.core.inbox.parsing import first_day_setting
 
     home = _require_home(args)
     entry = landed.withdraw(home, args.file, args.reason, first_day_setting(), datetime.now(timezone.utc).date())
@@ -160,7 +160,7 @@ def cmd_leads(args) -> int:
 
 
 def _capacity(args) -> int | None:
-    from lead_assets.core.capacity import check_capacity
+    from lead_assets.core.scoring.capacity import check_capacity
 
     if args.capacity is not None:
         return check_capacity(args.capacity)
@@ -172,8 +172,8 @@ def _capacity(args) -> int | None:
 
 def _with_day_ranks(home, frame, capacity: int | None):
     """Each shown lead's rank within its whole day and whether it is inside the day's capacity
-    (``core.capacity``, the rule the CRM export uses), from every lead of the days shown."""
-    from lead_assets.core.capacity import DAY_RANK, IN_CAPACITY, rank_within_day
+    (``core.scoring.capacity``, the rule the CRM export uses), from every lead of the days shown."""
+    from lead_assets.core.scoring.capacity import DAY_RANK, IN_CAPACITY, rank_within_day
 
     if frame.empty:
         return frame.assign(**{DAY_RANK: [], IN_CAPACITY: []})
@@ -193,7 +193,7 @@ def _structured_reasons(frame):
     """JSON output: the top reasons as a list of {feature, value, direction, size}, beside the text."""
     import pandas as pd
 
-    from lead_assets.core.scoring import reason_details
+    from lead_assets.core.scoring.batch import reason_details
 
     columns = [c for c in frame.columns if c.startswith("reason_") and c.endswith(("_feature", "_value", "_shap"))]
     if not columns:
@@ -205,7 +205,7 @@ def _structured_reasons(frame):
 
 # ---------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    from lead_assets.core.evaluate import evaluate_csv
+    from lead_assets.core.model.file_evaluation import evaluate_csv
 
     if not Path(args.data).is_file():
         raise CommandError(f"no such file: {args.data}")
@@ -269,7 +269,7 @@ def cmd_replay(args) -> int:
 def cmd_model(args) -> int:
     import mlflow
 
-    from lead_assets.core import registry
+    from lead_assets.core.release import registry
 
     home = _home(args)
     mlflow.set_tracking_uri(home.mlflow_tracking_uri)

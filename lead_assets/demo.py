@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
 
-from lead_assets.core.home import LeadHome, is_local
+from lead_assets.core.store.home import LeadHome, is_local
 from lead_assets.views import print_frame, run_query
 
 MARKER = "# Written by lead-assets for local use"
@@ -144,8 +144,8 @@ def materialize_selection(keys: Sequence[str], first: str | None = None, last: s
 
 
 def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: Callable[[str], None]) -> int:
-    from lead_assets.core import inbox
-    from lead_assets.core.synth import generate_leads, write_daily_files
+    from lead_assets.core.inbox import ledger
+    from lead_assets.core.leads.synth import generate_leads, write_daily_files
 
     home = LeadHome.resolve().ensure()
     ensure_dagster_home(home, step)
@@ -169,10 +169,10 @@ def run(history_days: int, new_days: int, leads_per_day: int, seed: int, step: C
     write_daily_files(fresh, home.inbox.path, prefix="new")
 
     step("landing inbox files (what the inbox sensor does on every tick)")
-    candidates, _ = inbox.list_candidates(home.inbox)
+    candidates, _ = ledger.list_candidates(home.inbox)
     fates: dict[str, int] = {}
     for candidate in candidates:
-        entry = inbox.receive(home, candidate.path, first_day, today)
+        entry = ledger.receive(home, candidate.path, first_day, today)
         if entry is not None:
             fates[entry.status] = fates.get(entry.status, 0) + 1
     step("  " + ", ".join(f"{n} {status}" for status, n in sorted(fates.items())))

@@ -52,7 +52,7 @@ from dagster import Array, Field
 from lead_assets.dagster_private import (CheckRunHealthResult, ConfigurableClass, ConfigurableClassData,
                                          LaunchRunContext, RunLauncher, WorkerStatus)
 
-PRELOAD: tuple[str, ...] = ("lead_assets.definitions", "lead_assets.core.quality", "lead_assets.core.registry",
+PRELOAD: tuple[str, ...] = ("lead_assets.definitions", "lead_assets.core.leads.quality", "lead_assets.core.release.registry",
                             "great_expectations", "mlflow.pyfunc", "catboost")
 PID_TAG = "lead_assets/run_worker_pid"
 STARTED_TAG = "lead_assets/run_worker_started"  # the kernel's start time of that pid: a reused pid differs

@@ -9,7 +9,7 @@ one Dagster instance. No rule is implemented here: when to train, whether the ga
 when to retrain and rescore are the sensors', assets' and checks' own decisions. Automation
 condition sensors (``champion_promotion``) are left out: they promote a training launched by
 hand, and every training of a replay is a ``retrain_lead_scoring_model`` run, which promotes in
-the same run. The report (``core.replay``) judges what sales were shown on arrival.
+the same run. The report (``core.outcomes.playback``) judges what sales were shown on arrival.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from lead_assets.core import clock
-from lead_assets.core import replay as plan_and_report
+from lead_assets.core.outcomes import playback as plan_and_report
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 
 MAX_ROUNDS = 12  # rounds of sensor evaluations per step before the replay calls it a loop
@@ -116,7 +116,7 @@ class Daemon:
 
 
 def _training(result, registry_before: str | None, registry_after: str | None) -> dict | None:
-    from lead_assets.core.evaluation import promotion_verdict
+    from lead_assets.core.model.judging import promotion_verdict
 
     nodes = {node.name for node in result.job_def.nodes_in_topological_order}
     if "lead_scoring_model" not in nodes:
@@ -144,7 +144,7 @@ def run_replay(data: Path, out: Path, *, step_days: int = 15, label_delay_days: 
                               "(remove it or pick another --out)")
     history = plan_and_report.read_history(Path(data))
     steps = list(plan_and_report.plan(history, step_days, label_delay_days))
-    from lead_assets.core.home import LeadHome
+    from lead_assets.core.store.home import LeadHome
 
     tracking = LeadHome.resolve(str(home_root)).mlflow_tracking_uri
     env = {"LEAD_ASSETS_HOME": str(home_root), "MLFLOW_TRACKING_URI": tracking, clock.NOW_ENV: None,
@@ -157,8 +157,10 @@ def run_replay(data: Path, out: Path, *, step_days: int = 15, label_delay_days: 
 def _replay(history, steps, data, out, home_root, step_days, label_delay_days, say, started) -> ReplayResult:
     from dagster import DagsterInstance
 
-    from lead_assets.core import registry, served
-    from lead_assets.core.home import LeadHome
+    from lead_assets.core.release import registry
+
+    from lead_assets.core.scoring import shown
+    from lead_assets.core.store.home import LeadHome
     from lead_assets.definitions import defs
     from lead_assets.defs.resources import LeadHomeResource, resources_for
 
@@ -228,11 +230,11 @@ def _replay(history, steps, data, out, home_root, step_days, label_delay_days, s
                 f"champion {registry_champion(registry, model_name, home) or 'none'}; "
                 f"{time.perf_counter() - step_started:.1f} s")
         os.environ.pop(clock.NOW_ENV, None)
-        shown = plan_and_report.shown_on_arrival(plan_and_report.arrivals(history, step_days),
-                                                 served.read(home.warehouse))
+        on_arrival = plan_and_report.shown_on_arrival(plan_and_report.arrivals(history, step_days),
+                                                      shown.read(home.warehouse))
         promoted = [t for t in trainings if t["promoted"]]
         frozen = _frozen_scores(home, registry, model_name, promoted[0]["version"]) if promoted else None
-    months = plan_and_report.monthly(shown, frozen)
+    months = plan_and_report.monthly(on_arrival, frozen)
     result = ReplayResult(months, pd.DataFrame(trainings), pd.DataFrame(decisions), failed,
                           time.perf_counter() - started, out / "replay_report.md")
     result.summary = summarise(result, promoted[0]["version"] if promoted else None)
@@ -250,8 +252,8 @@ def registry_champion(registry, model_name: str, home) -> str | None:
 def _frozen_scores(home, registry, model_name: str, version: str) -> pd.DataFrame:
     """Every lead scored by one version, with the cut-off its trailing window gives (what it would
     have shown had nobody retrained)."""
-    from lead_assets.core import warehouse
-    from lead_assets.core.scoring import lead_cutoffs
+    from lead_assets.core.store import warehouse
+    from lead_assets.core.scoring.batch import lead_cutoffs
 
     model = registry.load_version(model_name, version)
     days = warehouse.existing_partitions(home.warehouse, "lead_features")
@@ -288,7 +290,7 @@ def summarise(result: ReplayResult, frozen_version: str | None) -> dict:
 
 
 def write_report(result: ReplayResult, data: Path, step_days: int, label_delay_days: int) -> None:
-    from lead_assets.core.plots import replay_png
+    from lead_assets.core.model.plots import replay_png
 
     out = result.report.parent
     result.months.to_csv(out / "replay_months.csv", index=False)

@@ -23,7 +23,7 @@ MLflow's scoring server (``mlflow.pyfunc.scoring_server.init``) answers for one 
   is not UTF-8 or holds a lone surrogate get a 400 naming the problem, and are logged;
 * requires ``Authorization: Bearer <token>`` on everything but ``/ping`` and ``/health`` when
   a token is set (``lead-assets serve`` refuses to listen beyond loopback without one);
-* keeps the published junk cut-off current (:mod:`lead_assets.core.online`): the latest scored
+* keeps the published junk cut-off current (:mod:`lead_assets.core.scoring.online`): the latest scored
   day's cut-off for the served version, written as JSON where the model reads it.
 
 Every answer carries ``X-Lead-Model-Version``: the version that produced it. An error answer
@@ -560,8 +560,8 @@ async def _answer(send, status: int, code: str, message: str, headers: list | No
 
 def warehouse_cutoff(home, lookback_days: int = 14) -> Callable[[str], dict | None]:
     """The latest ``scored_leads`` day (of the last ``lookback_days`` scored) that ``version`` scored."""
-    from lead_assets.core import warehouse
-    from lead_assets.core.online import published_cutoff
+    from lead_assets.core.store import warehouse
+    from lead_assets.core.scoring.online import published_cutoff
 
     def latest(version: str) -> dict | None:
         days = sorted(warehouse.existing_partitions(home.warehouse, "scored_leads"))
@@ -625,7 +625,7 @@ def _serve_one(home, model_name: str, sock: socket.socket, token: str | None, ma
     import uvicorn
 
     from lead_assets.call_list import CallList
-    from lead_assets.core import registry
+    from lead_assets.core.release import registry
 
     mlflow.set_tracking_uri(home.mlflow_tracking_uri)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -75,7 +75,7 @@ def codepro() -> Path:
 @pytest.fixture
 def lead_home(tmp_path, monkeypatch):
     """A fresh LEAD_ASSETS_HOME (and Dagster/MLflow under it) for one test."""
-    from lead_assets.core.home import LeadHome
+    from lead_assets.core.store.home import LeadHome
 
     root = tmp_path / "home"
     monkeypatch.setenv("LEAD_ASSETS_HOME", str(root))

@@ -28,14 +28,16 @@ def train_champion(home) -> None:
     """40 labelled synthetic days landed and a promoted champion, in the instance the server will use."""
     from datetime import date, datetime, timezone
 
-    from lead_assets.core import inbox, synth
+    from lead_assets.core.inbox import ledger
+
+    from lead_assets.core.leads import synth
     from lead_assets.demo import materialize_selection
 
     history = synth.generate_leads("2021-07-01", 40, 150, seed=21, labelled=True)
     synth.write_daily_files(history, home.inbox.path, prefix="history")
     today = datetime.now(timezone.utc).date()
-    for candidate in inbox.list_candidates(home.inbox)[0]:
-        inbox.receive(home, candidate.path, date(2021, 7, 1), today)
+    for candidate in ledger.list_candidates(home.inbox)[0]:
+        ledger.receive(home, candidate.path, date(2021, 7, 1), today)
     materialize_selection(["raw_leads", "cleaned_leads", "lead_features"], "2021-07-01", "2021-08-09")
     materialize_selection(["lead_scoring_model", "champion_model"])
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 from dagster import DagsterInstance
 
-from lead_assets.core import inbox, warehouse
+from lead_assets.core.inbox import ledger
+
+from lead_assets.core.store import warehouse
 from lead_assets.demo import ensure_dagster_home
 from lead_assets_tests.factories import raw_leads
 
@@ -21,7 +23,7 @@ def test_partition_range_backfill_from_the_cli(lead_home, monkeypatch):
     dagster_home = ensure_dagster_home(lead_home)
     path = lead_home.inbox / "history.csv"
     pd.concat([raw_leads(5, "2021-07-02"), raw_leads(3, "2021-07-04", seed=1)]).to_csv(path.path, index=False)
-    inbox.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
+    ledger.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
 
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "lead_assets.definitions",
                "--select", "raw_leads,cleaned_leads,lead_features", "--partition-range", "2021-07-01...2021-07-05"]

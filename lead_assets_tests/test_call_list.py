@@ -6,9 +6,10 @@ from html.parser import HTMLParser
 import pandas as pd
 
 from lead_assets.call_list import CallList
-from lead_assets.core import crm, warehouse
+from lead_assets.core.scoring import crm
+from lead_assets.core.store import warehouse
 from lead_assets.serving import ScoringService
-from lead_assets_tests.core.test_crm import scored
+from lead_assets_tests.core.scoring.test_crm import scored
 
 DAY = "2021-08-01"
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from lead_assets.cli import main
-from lead_assets.core import warehouse
+from lead_assets.core.store import warehouse
 
 CLI = [str(Path(sys.executable).with_name("lead-assets"))]
 
@@ -54,41 +54,41 @@ def test_generate_writes_one_file_per_day(tmp_path, capsys):
 
 
 def test_withdraw_takes_a_landed_file_back(lead_home, capsys):
-    from lead_assets.core import inbox
+    from lead_assets.core.inbox import ledger
     from lead_assets_tests.factories import raw_leads
 
     path = lead_home.inbox / "wrong.csv"
     raw_leads(3, "2021-07-09").to_csv(path.path, index=False)
-    entry = inbox.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
+    entry = ledger.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
     assert main(["withdraw", entry.sha256[:12], "--reason", "sent twice"]) == 0
     out = capsys.readouterr().out
     assert "wrong.csv" in out and "2021-07-09" in out
-    assert inbox.landed_entries(lead_home) == []
+    assert ledger.landed_entries(lead_home) == []
     assert main(["withdraw", "wrong.csv"]) == 2
     assert "matches 0 landed files" in capsys.readouterr().err
 
 
 def test_withdraw_refuses_an_empty_or_too_short_name(lead_home, capsys):
     """``withdraw ""`` matched every landed file (issue #20): with one file landed, it withdrew it."""
-    from lead_assets.core import inbox
+    from lead_assets.core.inbox import ledger
     from lead_assets_tests.factories import raw_leads
 
     path = lead_home.inbox / "only.csv"
     raw_leads(3, "2021-07-09").to_csv(path.path, index=False)
-    inbox.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
+    ledger.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
     for key in ("", "  ", "a"):
         assert main(["withdraw", key]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("sha256" in err or "name" in err), err
-    assert [e.file for e in inbox.landed_entries(lead_home)] == ["only.csv"]
+    assert [e.file for e in ledger.landed_entries(lead_home)] == ["only.csv"]
 
 
 def test_withdraw_of_an_outcomes_file_says_what_happens_next(lead_home, capsys):
-    from lead_assets.core import inbox
+    from lead_assets.core.inbox import ledger
 
     path = lead_home.inbox / "crm.csv"
     path.write_text("lead_id,app_complete_flag\na1,1\n")
-    inbox.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
+    ledger.receive(lead_home, path, date(2021, 7, 1), date(2026, 11, 24))
     assert main(["withdraw", "crm.csv"]) == 0
     assert "lead_outcomes" in capsys.readouterr().out
 

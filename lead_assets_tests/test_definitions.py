@@ -95,6 +95,39 @@ def test_code_location_import_is_light():
     assert loaded == ""
 
 
+STAGES = ("store", "inbox", "leads", "model", "scoring", "release", "outcomes")  # bottom to top
+FOUNDATION = ("schema", "clock")
+
+
+def test_each_core_stage_imports_only_the_foundation_and_the_stages_below_it():
+    """core/<stage>/ may import core.schema, core.clock and the stages before it in STAGES (every
+    import counts, those inside functions included); the foundation imports no stage."""
+    import ast
+
+    core = ROOT / "lead_assets" / "core"
+    found = {p.name for p in core.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    assert found == set(STAGES), found
+    assert {p.stem for p in core.glob("*.py")} == {"__init__", *FOUNDATION}
+    rank = {stage: i + 1 for i, stage in enumerate(STAGES)} | dict.fromkeys(FOUNDATION, 0)
+    wrong = []
+    for path in sorted(core.rglob("*.py")):
+        relative = path.relative_to(core).parts
+        own = rank[relative[0]] if len(relative) > 1 else (rank.get(path.stem, -1))
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = ([node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                       if isinstance(node, ast.ImportFrom) and node.module else
+                       [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for module in modules:
+                parts = module.split(".")
+                if parts[:2] != ["lead_assets", "core"] or len(parts) < 3 or parts[2] not in rank:
+                    continue
+                if rank[parts[2]] > own:
+                    wrong.append(f"{'/'.join(relative)} imports {module}")
+            if any(m.split(".")[0] == "dagster" or m.startswith("dagster_") for m in modules):
+                wrong.append(f"{'/'.join(relative)} imports Dagster ({modules[0]}): the core stays free of it")
+    assert not wrong, wrong
+
+
 def test_the_package_has_no_import_circle():
     """No module of lead_assets reaches itself through its imports, type-only imports included
     (the circles that were: model <-> drift <-> scoring in defs/, core/model <-> core/evaluation,

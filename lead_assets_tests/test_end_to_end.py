@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, build_sensor_context, instance_for_test
 
-from lead_assets.core import synth, warehouse
+from lead_assets.core.leads import synth
+
+from lead_assets.core.store import warehouse
 from lead_assets.definitions import defs
-from lead_assets.defs.freshness import rescore_on_champion_change
-from lead_assets.defs.ingest import inbox_sensor
+from lead_assets.defs.scoring.freshness import rescore_on_champion_change
+from lead_assets.defs.inbox.ingest import inbox_sensor
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 
 PIPELINE = ["raw_leads", "cleaned_leads", "lead_features", "scored_leads"]
@@ -39,15 +41,15 @@ def trained(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in (*env, "MLFLOW_TRACKING_URI", "DAGSTER_HOME")}
     os.environ.update(env)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from lead_assets.core import inbox
-    from lead_assets.core.home import LeadHome
+    from lead_assets.core.inbox import ledger
+    from lead_assets.core.store.home import LeadHome
 
     home = LeadHome.resolve().ensure()
     with instance_for_test(overrides={"telemetry": {"enabled": False}}) as instance:
         history = synth.generate_leads("2021-07-01", 40, 150, seed=21, labelled=True)
         synth.write_daily_files(history, home.inbox.path, prefix="history")
-        for candidate in inbox.list_candidates(home.inbox)[0]:
-            inbox.receive(home, candidate.path, date(2021, 7, 1), date(2026, 11, 24))
+        for candidate in ledger.list_candidates(home.inbox)[0]:
+            ledger.receive(home, candidate.path, date(2021, 7, 1), date(2026, 11, 24))
         run_selection(instance, PIPELINE[:3], {"dagster/asset_partition_range_start": "2021-07-01",
                                                "dagster/asset_partition_range_end": "2021-08-09"})
         run_selection(instance, ["lead_scoring_model", "champion_model"])
@@ -296,7 +298,7 @@ def test_every_training_materialization_is_one_finished_mlflow_run(trained):
 
 
 def test_failed_training_ends_its_mlflow_run_failed(trained, monkeypatch):
-    from lead_assets.core import training
+    from lead_assets.core.model import training
 
     home, instance = trained
 
@@ -310,7 +312,8 @@ def test_failed_training_ends_its_mlflow_run_failed(trained, monkeypatch):
 
 
 def test_a_weak_model_is_not_promoted(trained, monkeypatch):
-    from lead_assets.core import registry, training
+    from lead_assets.core.model import training
+    from lead_assets.core.release import registry
 
     home, instance = trained
     registry_uri = home.mlflow_tracking_uri
@@ -336,7 +339,7 @@ def test_a_weak_model_is_not_promoted(trained, monkeypatch):
 
 
 def test_drift_check_compares_each_day_with_its_models_holdout(trained):
-    from lead_assets.defs.checks.drift import profile_path
+    from lead_assets.defs.scoring.drift_checks import profile_path
 
     home, instance = trained
     result = run_selection(instance, ["scored_leads"], {"dagster/asset_partition_range_start": "2021-07-01",

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from lead_assets import cli
-from lead_assets.core import clock, synth
+from lead_assets.core import clock
+from lead_assets.core.leads import synth
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ import time
 import pandas as pd
 import pytest
 
-from lead_assets.core import synth, warehouse
+from lead_assets.core.leads import synth
+
+from lead_assets.core.store import warehouse
 from lead_assets_tests.served import dev_server, graphql, train_champion
 
 RUNS = '{ runsOrError { ... on Runs { results { runId status jobName } } } }'

@@ -17,8 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lead_assets.core import inbox, registry, synth, warehouse
-from lead_assets.core.performance import ALL_WEEKS
+from lead_assets.core.inbox import ledger
+
+from lead_assets.core.leads import synth
+
+from lead_assets.core.release import registry
+
+from lead_assets.core.store import warehouse
+from lead_assets.core.outcomes.realised import ALL_WEEKS
 from lead_assets.views import run_query
 from lead_assets_tests.served import dev_server, graphql, train_champion, wait_for
 
@@ -116,16 +122,16 @@ def test_hostile_files_and_a_cumulative_outcomes_export_reconcile_row_by_row(ser
     raw = warehouse.read_partitions(home.warehouse, "raw_leads", DAYS)
     rejected = pd.concat([warehouse.read_partitions(home.warehouse, "rejected_leads", DAYS),
                           warehouse.read_partitions(home.warehouse, "rejected_leads/undated")], ignore_index=True)
-    ledger = {e.file: e for e in inbox.landed_entries(home)}
+    entries = {e.file: e for e in ledger.landed_entries(home)}
     rules = {"stray_quote.csv": ["unclosed_quote"], "nul_row.csv": ["binary_data"], "unicode_text.txt": []}
     for name, expected in rules.items():
         accepted = raw[raw["source_file"] == name]
         refused = rejected[rejected["source_file"] == name]
-        assert ledger[name].rows_read == 30 == len(accepted) + len(refused), name
+        assert entries[name].rows_read == 30 == len(accepted) + len(refused), name
         assert sorted(refused["rule"]) == expected, name
     assert "münchen" in set(raw["city_mapped"])
     assert set(raw["lead_id"]) == expected_ids
-    entry = inbox.read_entry(home, ledger["unicode_text.txt"].sha256)
+    entry = ledger.read_entry(home, entries["unicode_text.txt"].sha256)
     assert entry.encoding == "utf-16 with BOM" and entry.rows_unreadable == 0
 
     # a CRM's cumulative export, one file a day; each day waits for the last one's labels
@@ -183,5 +189,5 @@ def test_hostile_files_and_a_cumulative_outcomes_export_reconcile_row_by_row(ser
 
 
 def ledger_rows(home, name: str) -> int:
-    (entry,) = [e for e in inbox.landed_entries(home, kind="outcomes") if e.file == name]
+    (entry,) = [e for e in ledger.landed_entries(home, kind="outcomes") if e.file == name]
     return entry.rows_read

@@ -12,8 +12,12 @@ import os
 import pandas as pd
 import pytest
 
-from lead_assets.core import registry, synth, warehouse
-from lead_assets.core.performance import ALL_WEEKS
+from lead_assets.core.leads import synth
+
+from lead_assets.core.release import registry
+
+from lead_assets.core.store import warehouse
+from lead_assets.core.outcomes.realised import ALL_WEEKS
 from lead_assets_tests.served import dev_server, drop, graphql, train_champion, wait_for
 
 DAYS = ["2021-08-10", "2021-08-11"]

@@ -39,7 +39,7 @@ def _drop(home, name: str, frame: pd.DataFrame) -> None:
 
 
 def _partitions(home, asset: str) -> set[str]:
-    from lead_assets.core import warehouse
+    from lead_assets.core.store import warehouse
 
     return set(warehouse.existing_partitions(home.warehouse, asset))
 
@@ -58,7 +58,9 @@ def live(codepro, lead_home, tmp_path):
 def test_first_deployment_on_real_history_promotes_and_scores_2022(live):
     import mlflow
 
-    from lead_assets.core import registry, warehouse
+    from lead_assets.core.release import registry
+
+    from lead_assets.core.store import warehouse
 
     process, port, env, home, codepro = live
     raw = pd.read_csv(codepro / REAL, dtype=str, keep_default_na=False)

@@ -16,7 +16,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.storage.dagster_run import RunsFilter
 
-from lead_assets.core import synth, warehouse
+from lead_assets.core.leads import synth
+
+from lead_assets.core.store import warehouse
 from lead_assets.launcher import PID_TAG
 from lead_assets_tests.served import make_dev, started_under, train_champion, wait_for
 

@@ -31,20 +31,24 @@ import pytest
 from dagster import instance_for_test, materialize
 from upath import UPath
 
-from lead_assets.core import inbox, registry, warehouse
-from lead_assets.core.clean import clean_leads
-from lead_assets.core.experiments import use_experiment
-from lead_assets.core.features import build_features
-from lead_assets.core.ingest import parse_lead_file
-from lead_assets.core.model import TrainConfig
+from lead_assets.core.inbox import ledger
+
+from lead_assets.core.release import registry
+
+from lead_assets.core.store import warehouse
+from lead_assets.core.leads.cleaning import clean_leads
+from lead_assets.core.store.experiments import use_experiment
+from lead_assets.core.leads.features import build_features
+from lead_assets.core.inbox.parsing import parse_lead_file
+from lead_assets.core.model.recipe import TrainConfig
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
-from lead_assets.core.synth import generate_leads
-from lead_assets.core.training import train_model
-from lead_assets.defs.cleaning import cleaned_leads
-from lead_assets.defs.features import lead_features
-from lead_assets.defs.ingest import raw_leads
+from lead_assets.core.leads.synth import generate_leads
+from lead_assets.core.model.training import train_model
+from lead_assets.defs.leads.cleaning import cleaned_leads
+from lead_assets.defs.leads.features import lead_features
+from lead_assets.defs.inbox.ingest import raw_leads
 from lead_assets.defs.resources import LeadHomeResource, resources_for
-from lead_assets.defs.scoring import scored_leads
+from lead_assets.defs.scoring.scoring import scored_leads
 from lead_assets_tests.factories import FAST
 from lead_assets_tests.served import ROOT, free_port, wait_for
 
@@ -68,7 +72,7 @@ def _batch(home, new: pd.DataFrame) -> pd.DataFrame:
     """The new days through raw_leads -> ... -> scored_leads, one Dagster run (as the inbox sensor starts)."""
     path = home.inbox / "new.csv"
     new.to_csv(path.path, index=False)
-    inbox.receive(home, path, date(2021, 7, 1), date(2021, 9, 3))
+    ledger.receive(home, path, date(2021, 7, 1), date(2021, 9, 3))
     lead_home = LeadHomeResource()
     with instance_for_test(overrides={"telemetry": {"enabled": False}}) as instance:
         result = materialize([raw_leads, cleaned_leads, lead_features, scored_leads], instance=instance,

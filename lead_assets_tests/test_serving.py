@@ -316,9 +316,11 @@ def test_a_small_json_request_is_answered_without_mlflow_exactly_as_mlflow_answe
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
 
-    from lead_assets.core import registry, synth
-    from lead_assets.core.model import TrainConfig
-    from lead_assets.core.training import train_model
+    from lead_assets.core.leads import synth
+
+    from lead_assets.core.release import registry
+    from lead_assets.core.model.recipe import TrainConfig
+    from lead_assets.core.model.training import train_model
     from lead_assets_tests.factories import FAST, make_features
 
     model = train_model(make_features(n=1200, seed=8), TrainConfig(**FAST)).model

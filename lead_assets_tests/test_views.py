@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lead_assets import views
-from lead_assets.core import warehouse
+from lead_assets.core.store import warehouse
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Measure the aggregate profile that ``lead_assets.core.synth`` generates leads from.
+"""Measure the aggregate profile that ``lead_assets.core.leads.synth`` generates leads from.
 
     python scripts/measure_synth_profile.py /path/to/leads_labelled.csv > lead_assets/reference/synth_profile.json
 
@@ -29,7 +29,7 @@ INTERACTION_BINS = ((1, 1), (2, 2), (3, 5), (6, 20), (21, 100), (101, 1000))
 C_REGULARISATION = 0.3  # best 5-fold CV AUC of {0.1, 0.3, 1} on the real file
 MAX_SEASONAL_AMPLITUDE = 0.15  # keep the drift mild: at most +-0.15 log-odds over the year
 # Per-lead logit noise: lead quality that no input shows (what the sales call finds out). With 0.3
-# the quick CatBoost time-split setup of lead_assets_tests/core/test_synth.py reaches about the real
+# the quick CatBoost time-split setup of lead_assets_tests/core/leads/test_synth.py reaches about the real
 # file's holdout AUC at the real file's size (0.79-0.80 vs 0.785) and stays within 0.78-0.83 at the
 # test's size; more noise would also flatten the per-level conversion rates further than the
 # regularised fit already does.
@@ -162,7 +162,7 @@ def measure(path: str) -> dict:
 
     return {
         "meta": {
-            "what": "aggregate figures of CodePro raw leads for lead_assets.core.synth; no rows",
+            "what": "aggregate figures of CodePro raw leads for lead_assets.core.leads.synth; no rows",
             "rows": n,
             "first_day": str(created.min().date()),
             "last_day": str(created.max().date()),
@@ -216,7 +216,7 @@ def calibrate_intercept(profile: dict, target: float) -> dict:
     The generator draws cities independently of levels and gives tail levels their own effects,
     so the fitted intercept alone lands a point or two off the real rate.
     """
-    from lead_assets.core.synth import generate_leads
+    from lead_assets.core.leads.synth import generate_leads
 
     first = pd.Timestamp(profile["meta"]["first_day"]).date()
     days = (pd.Timestamp(profile["meta"]["last_day"]).date() - first).days + 1

@@ -31,8 +31,10 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 from upath import UPath
 
-from lead_assets.core import clock, warehouse
-from lead_assets.core.home import LeadHome, is_local
+from lead_assets.core import clock
+
+from lead_assets.core.store import warehouse
+from lead_assets.core.store.home import LeadHome, is_local
 from lead_assets.core.schema import CREATED_DATE
 from lead_assets.defs.partitions import FIRST_DAY
 from lead_assets.defs.policy import OutcomePolicy
@@ -55,7 +57,7 @@ ENVIRONMENT: Mapping[str, str] = {
 
 class LeadHomeResource(ConfigurableResource):
     """The data home. An empty field falls back to its environment variable, then to the layout
-    under ``home`` (see ``lead_assets.core.home``), so ``LeadHomeResource()`` in a test or the
+    under ``home`` (see ``lead_assets.core.store.home``), so ``LeadHomeResource()`` in a test or the
     CLI finds what ``lead-assets`` finds."""
 
     home: str | None = None
@@ -67,7 +69,7 @@ class LeadHomeResource(ConfigurableResource):
     mlflow_tracking_uri: str | None = None
     first_day: str = FIRST_DAY
     settle_seconds: float = 2.0
-    tick_max_files: int | None = None  # None: LEAD_ASSETS_TICK_MAX_FILES, else 100 (core.inbox)
+    tick_max_files: int | None = None  # None: LEAD_ASSETS_TICK_MAX_FILES, else 100 (core.inbox.ledger)
     tick_max_bytes: int | None = None  # None: LEAD_ASSETS_TICK_MAX_BYTES, else 256 MiB
     tick_watch_seconds: float | None = None  # None: LEAD_ASSETS_TICK_WATCH_SECONDS, else 0 (off)
     chunk_rows: int | None = None  # None: LEAD_ASSETS_CHUNK_ROWS, else 100,000 (range runs stream)
@@ -248,7 +250,7 @@ class ModelRegistry(ConfigurableResource):
         model loading (~1 s a run)."""
         import pickle
 
-        from lead_assets.core import registry
+        from lead_assets.core.release import registry
 
         self.connect()
         version = registry.champion_version(self.model_name)
@@ -270,13 +272,13 @@ class ModelRegistry(ConfigurableResource):
         return self.lead_home.resolve().warehouse / MODEL_CACHE / f"{self.model_name}-{version}-{tracking}.pkl"
 
     def champion_version(self) -> str | None:
-        from lead_assets.core import registry
+        from lead_assets.core.release import registry
 
         self.connect()
         return registry.champion_version(self.model_name)
 
     def set_champion(self, version: str) -> str | None:
-        from lead_assets.core import registry
+        from lead_assets.core.release import registry
 
         self.connect()
         return registry.set_champion(self.model_name, version)
@@ -301,7 +303,7 @@ class MlflowTracking(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from dagster_mlflow.resources import MlFlow
 
-        from lead_assets.core.experiments import use_experiment
+        from lead_assets.core.store.experiments import use_experiment
 
         home = self.lead_home.resolve()
         use_experiment(self.experiment_name, home)

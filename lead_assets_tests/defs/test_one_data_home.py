@@ -11,8 +11,12 @@ from datetime import date
 import pandas as pd
 from dagster import AssetKey, Definitions
 
-from lead_assets.core import inbox, synth, warehouse
-from lead_assets.core.home import LeadHome, profile_path
+from lead_assets.core.inbox import ledger
+
+from lead_assets.core.leads import synth
+
+from lead_assets.core.store import warehouse
+from lead_assets.core.store.home import LeadHome, profile_path
 from lead_assets.definitions import build_definitions, defs
 from lead_assets.defs.resources import LeadHomeResource, resources_for
 from lead_assets_tests.factories import raw_leads as make_raw
@@ -26,7 +30,7 @@ def land_history(home) -> None:
     """40 labelled days the default promotion gate accepts (as in test_end_to_end)."""
     history = synth.generate_leads("2021-07-01", 40, 150, seed=21, labelled=True)
     for path in synth.write_daily_files(history, home.inbox.path, prefix="history"):
-        inbox.receive(home, home.inbox / path.name, FIRST, TODAY)
+        ledger.receive(home, home.inbox / path.name, FIRST, TODAY)
 
 
 def run(definitions: Definitions, instance, keys, tags=None, run_config=None):
@@ -75,7 +79,7 @@ def test_a_home_set_only_in_definitions_holds_every_file_and_run(lead_home, inst
 def test_run_config_for_lead_home_moves_the_io_managers_too(lead_home, instance, tmp_path):
     path = lead_home.inbox / "a.csv"
     pd.concat([make_raw(6, "2021-07-05"), make_raw(4, "2021-07-06", seed=1)]).to_csv(path.path, index=False)
-    inbox.receive(lead_home, path, FIRST, TODAY)
+    ledger.receive(lead_home, path, FIRST, TODAY)
     moved = tmp_path / "deployment" / "warehouse"
     run(defs, instance, ["raw_leads", "cleaned_leads"], {
         "dagster/asset_partition_range_start": "2021-07-05", "dagster/asset_partition_range_end": "2021-07-06"},

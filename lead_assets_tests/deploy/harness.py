@@ -28,8 +28,8 @@ SERVICES_SH = DEPLOY / "ci" / "services.sh"
 BIN = Path(sys.executable).parent
 
 # What must exist for training and scoring (being written alongside this deployment work).
-MODEL_MODULES = ("lead_assets.core.model", "lead_assets.core.registry", "lead_assets.core.scoring",
-                 "lead_assets.core.evaluation", "lead_assets.core.synth")
+MODEL_MODULES = ("lead_assets.core.model.recipe", "lead_assets.core.release.registry", "lead_assets.core.scoring.batch",
+                 "lead_assets.core.model.judging", "lead_assets.core.leads.synth")
 
 
 DEPLOY_PACKAGES = ("dagster_postgres", "dagster_celery", "dagster_k8s", "psycopg2", "redis")

@@ -43,9 +43,9 @@ def test_instance_yaml_is_valid_and_takes_secrets_from_env(name):
 
 def test_tag_limits_name_real_tags_and_schedules():
     """The run-queue limits must follow the code: tags the sensors set, the schedule's name."""
-    from lead_assets.defs.freshness import rescoring_request, retrain_schedule
-    from lead_assets.defs.ingest import inbox_run_request
-    from lead_assets.core.inbox import LedgerEntry
+    from lead_assets.defs.scoring.freshness import rescoring_request, retrain_schedule
+    from lead_assets.defs.inbox.ingest import inbox_run_request
+    from lead_assets.core.inbox.ledger import LedgerEntry
 
     entry = LedgerEntry(file="a.csv", sha256="0" * 64, status="accepted", received_at="x", size_bytes=1,
                         days={"2024-01-01": 1})

@@ -84,9 +84,9 @@ def test_registering_and_moving_champion_need_a_user_with_edit(auth_server, monk
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from lead_assets.core import registry
-    from lead_assets.core.model import TrainConfig
-    from lead_assets.core.training import train_model
+    from lead_assets.core.release import registry
+    from lead_assets.core.model.recipe import TrainConfig
+    from lead_assets.core.model.training import train_model
     from lead_assets_tests.factories import make_features
 
     url, admin = auth_server, ("admin", ADMIN_PASSWORD)

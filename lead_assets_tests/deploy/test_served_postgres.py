@@ -40,7 +40,7 @@ def daemons_healthy(port: int, since: float = 0.0) -> bool:
 
 def drop_file(inbox, day, seed: int, prefix: str, leads: int = 20) -> pd.DataFrame:
     """Unlabelled new leads for one day, written atomically into the inbox (as a user's upload)."""
-    from lead_assets.core.synth import generate_leads, write_daily_files
+    from lead_assets.core.leads.synth import generate_leads, write_daily_files
 
     frame = generate_leads(day, 1, leads, seed=seed, labelled=False)
     (path,) = write_daily_files(frame, inbox, prefix=prefix)

@@ -1,0 +1,18 @@
+"""Stage 4, model: train and judge. The recipe and the fitted ``LeadModel`` (``recipe``), the junk
+cut-off (``cutoff``), monthly backtests (``backtest``), metrics and the promotion gate
+(``judging``), training with its tables (``training``), the model card (``card``), evaluation
+plots (``plots``) and the honest evaluation of a labelled file (``file_evaluation``).
+
+May import: the foundation, ``store``, ``inbox`` and ``leads``.
+"""
+
+
+def __getattr__(name: str):
+    """``lead_assets.core.model.LeadModel`` (and the rest of the former ``core/model.py``), as models
+    pickled before the stages name them: the recipe module's attribute."""
+    from lead_assets.core.model import recipe
+
+    try:
+        return getattr(recipe, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

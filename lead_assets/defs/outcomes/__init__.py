@@ -1,0 +1,1 @@
+"""Outcomes stage: model_performance, its check, and the sensors that refresh it and retrain from it."""
