@@ -23,3 +23,16 @@ def test_the_old_registry_path_is_the_release_stage_module():
     from lead_assets.core.release import registry
 
     assert importlib.import_module("lead_assets.core.registry") is registry
+
+
+def test_the_model_stage_answers_old_names_without_shadowing_its_submodules():
+    """In a fresh interpreter each submodule imports by ``from lead_assets.core.model import ...``
+    (the old-name lookup once recursed into itself for a submodule not yet imported)."""
+    import subprocess
+    import sys
+
+    names = ["training", "judging", "backtest", "plots", "card", "file_evaluation", "cutoff", "recipe"]
+    for name in names:
+        code = f"from lead_assets.core.model import {name}; import lead_assets.core.model as m; print(m.LeadModel)"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "recipe.LeadModel" in done.stdout, (name, done.stderr[-500:])
