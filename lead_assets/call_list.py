@@ -48,20 +48,16 @@ class CallList:
             return []
         return sorted((p.name[:-4] for p in self.outbox.iterdir() if p.name.endswith(".csv")), reverse=True)
 
-    def rows(self, day: str, bucket: str | None = None, source: str | None = None) -> pd.DataFrame:
-        """The day's published rows, best first, with each lead's source; filtered by bucket and source."""
+    def rows(self, day: str) -> pd.DataFrame:
+        """The day's published rows, best first, with each lead's source (read once per request)."""
         with (self.outbox / f"{day}.csv").open("rb") as handle:
             rows = pd.read_csv(handle, dtype={LEAD_ID: str, "model_version": str, crm.TOP_REASONS: str},
                                keep_default_na=False)
         sources = pd.DataFrame(columns=[LEAD_ID, SOURCE])
         if day in warehouse.existing_partitions(self.home.warehouse, "lead_features"):
             sources = warehouse.read_partitions(self.home.warehouse, "lead_features", [day])[[LEAD_ID, SOURCE]]
-        rows = rows.merge(sources.astype({LEAD_ID: str}), on=LEAD_ID, how="left").sort_values(DAY_RANK, kind="stable")
-        if bucket:
-            rows = rows[rows["bucket"] == bucket]
-        if source:
-            rows = rows[rows[SOURCE].astype(str) == source]
-        return rows.reset_index(drop=True)
+        return (rows.merge(sources.astype({LEAD_ID: str}), on=LEAD_ID, how="left")
+                .sort_values(DAY_RANK, kind="stable").reset_index(drop=True))
 
     def answer(self, path: str, query_string: bytes) -> tuple[int, bytes, bytes]:
         """``(status, content type, body)`` for ``/calls`` or ``/calls.csv``."""
@@ -73,10 +69,16 @@ class CallList:
         if day not in days:
             return 404, b"text/plain; charset=utf-8", f"no published day {day}\n".encode()
         bucket = query.get("bucket") if query.get("bucket") in BUCKETS else None
-        rows = self.rows(day, bucket, query.get("source") or None)
+        source = query.get("source") or None
+        everything = self.rows(day)
+        keep = pd.Series(True, index=everything.index)
+        if bucket:
+            keep &= everything["bucket"] == bucket
+        if source:
+            keep &= everything[SOURCE].astype(str) == source
+        rows = everything[keep.to_numpy()].reset_index(drop=True)
         if path.endswith(".csv"):
             return 200, b"text/csv; charset=utf-8", crm.to_csv_bytes(rows)
-        everything = self.rows(day)
         return 200, b"text/html; charset=utf-8", render(day, days, rows, everything, bucket, query.get("source"))
 
 

@@ -160,14 +160,11 @@ def cmd_leads(args) -> int:
 
 
 def _capacity(args) -> int | None:
-    from lead_assets.core.scoring.capacity import check_capacity
+    from lead_assets.core.scoring.capacity import capacity_from_environment, check_capacity
 
     if args.capacity is not None:
         return check_capacity(args.capacity)
-    value = (os.environ.get("LEAD_ASSETS_DAILY_CAPACITY") or "").strip()
-    if value and not value.isdigit():
-        raise CommandError(f"LEAD_ASSETS_DAILY_CAPACITY={value!r} is not a whole number of leads")
-    return check_capacity(int(value)) if value else None
+    return capacity_from_environment()
 
 
 def _with_day_ranks(home, frame, capacity: int | None):

@@ -15,6 +15,7 @@ from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 
 DAY_RANK = "day_rank"
 IN_CAPACITY = "in_capacity"
+CAPACITY_ENV = "LEAD_ASSETS_DAILY_CAPACITY"
 
 
 def check_capacity(capacity: int | None) -> int | None:
@@ -24,6 +25,18 @@ def check_capacity(capacity: int | None) -> int | None:
     if isinstance(capacity, bool) or int(capacity) != capacity or capacity < 1:
         raise ValueError(f"daily capacity must be a whole number of leads >= 1 (or unset for no limit), got {capacity!r}")
     return int(capacity)
+
+
+def capacity_from_environment() -> int | None:
+    """``LEAD_ASSETS_DAILY_CAPACITY`` (unset: no limit); the CRM export and ``lead-assets leads`` read it here."""
+    import os
+
+    value = (os.environ.get(CAPACITY_ENV) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError(f"{CAPACITY_ENV}={value!r} is not a whole number of leads")
+    return check_capacity(int(value))
 
 
 def rank_within_day(scored: pd.DataFrame, capacity: int | None) -> pd.DataFrame:

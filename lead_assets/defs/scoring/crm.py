@@ -1,7 +1,5 @@
 """crm_export: each scored day published where a CRM sync picks it up (an outbox file and a SQL table)."""
 
-import os
-
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -19,12 +17,11 @@ from pydantic import Field
 from lead_assets.core.scoring import crm
 
 from lead_assets.core.store import warehouse
-from lead_assets.core.scoring.capacity import IN_CAPACITY, check_capacity
+from lead_assets.core.scoring.capacity import CAPACITY_ENV, IN_CAPACITY, capacity_from_environment, check_capacity
 from lead_assets.core.store.warehouse import DayChunks
 from lead_assets.defs.partitions import lead_days, one_run_per_range
 from lead_assets.defs.resources import CrmResource
 
-CAPACITY_ENV = "LEAD_ASSETS_DAILY_CAPACITY"
 
 
 class CrmExportConfig(Config):
@@ -51,7 +48,7 @@ class CrmExportConfig(Config):
 )
 def crm_export(context: AssetExecutionContext, config: CrmExportConfig, scored_leads: DayChunks,
                crm_sync: CrmResource) -> MaterializeResult:
-    capacity = check_capacity(config.daily_capacity or _env_capacity())
+    capacity = check_capacity(config.daily_capacity) or capacity_from_environment()
     days = sorted(context.partition_keys)
     outbox, engine = crm_sync.outbox_path(), crm_sync.engine()
     recent = set(days[-config.recent_days:])
@@ -88,15 +85,6 @@ def crm_export(context: AssetExecutionContext, config: CrmExportConfig, scored_l
                       "max_bucket_changed_share": config.max_bucket_changed_share,
                       "in_capacity_changed_share": moved["in_capacity_changed_share"]})],
     )
-
-
-def _env_capacity() -> int | None:
-    value = (os.environ.get(CAPACITY_ENV) or "").strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        raise ValueError(f"{CAPACITY_ENV}={value!r} is not a whole number of leads")
-    return int(value)
 
 
 def _empty_rows() -> pd.DataFrame:
