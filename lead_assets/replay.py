@@ -65,6 +65,20 @@ def _environment(values: dict[str, str | None]):
         _apply(saved)
 
 
+@contextlib.contextmanager
+def _tracking_uri(uri: str):
+    """mlflow's process-wide tracking URI (it wins over the environment) for the replay, then the
+    caller's again (``_environment``, outside it, gives back the environment variable)."""
+    import mlflow.tracking._tracking_service.utils as tracking
+
+    saved = getattr(tracking, "_tracking_uri", None)
+    tracking.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        tracking.set_tracking_uri(saved)
+
+
 def _drop(home, name: str, frame: pd.DataFrame) -> None:
     """Written beside the inbox and moved in whole, as an export job does; dated in the past so
     the inbox's settle rule (a file untouched for settle_seconds) holds on the first look."""
@@ -144,13 +158,13 @@ def run_replay(data: Path, out: Path, *, step_days: int = 15, label_delay_days: 
                               "(remove it or pick another --out)")
     history = plan_and_report.read_history(Path(data))
     steps = list(plan_and_report.plan(history, step_days, label_delay_days))
-    from lead_assets.core.store.home import LeadHome
-
-    tracking = LeadHome.resolve(str(home_root)).mlflow_tracking_uri
+    # the replay's own tracking store and registry, never the caller's MLFLOW_TRACKING_URI (a
+    # production registry must not receive a replay's models)
+    tracking = f"sqlite:///{home_root / 'mlflow' / 'mlflow.db'}"
     env = {"LEAD_ASSETS_HOME": str(home_root), "MLFLOW_TRACKING_URI": tracking, clock.NOW_ENV: None,
            "LEAD_ASSETS_TICK_WATCH_SECONDS": "0", **dict.fromkeys(LOCATIONS)}
     started = time.perf_counter()
-    with _environment(env):
+    with _environment(env), _tracking_uri(tracking):
         return _replay(history, steps, Path(data), out, home_root, step_days, label_delay_days, say, started)
 
 

@@ -23,7 +23,13 @@ def replayed(tmp_path_factory):
     from lead_assets.replay import run_replay
 
     lines = []
-    result = run_replay(root / "history.csv", root / "out", step_days=15, label_delay_days=14, say=lines.append)
+    elsewhere = root / "production" / "mlflow.db"  # the caller's registry: a replay must leave it alone
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{elsewhere}")
+        result = run_replay(root / "history.csv", root / "out", step_days=15, label_delay_days=14,
+                            say=lines.append)
+        assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{elsewhere}"  # given back
+    assert not elsewhere.parent.exists() and (root / "out" / "home" / "mlflow" / "mlflow.db").exists()
     return root, result, lines
 
 
