@@ -23,7 +23,7 @@ from lead_assets.core.schema import LEAD_ID
 SOURCE = "source_level"
 BUCKETS = ("hot", "warm", "cold", "junk")
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:0;padding:1rem;color:#1b1f24;background:#fafafa}
+*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0;padding:1rem;color:#1b1f24;background:#fafafa}
 h1{font-size:1.3rem;margin:0 0 .5rem}form{display:flex;flex-wrap:wrap;gap:.5rem;margin:.5rem 0 1rem}
 select,button,a.button{font-size:1rem;padding:.35rem .6rem}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:.45rem .5rem;border-bottom:1px solid #ddd;

@@ -42,6 +42,29 @@ def train_champion(home) -> None:
     materialize_selection(["lead_scoring_model", "champion_model"])
 
 
+def register_model(home, seed: int, **settings) -> str:
+    """A model trained on 60 labelled synthetic days, registered (not promoted): a challenger."""
+    from datetime import date
+
+    from upath import UPath
+
+    from lead_assets.core.inbox.parsing import parse_lead_file
+    from lead_assets.core.leads.cleaning import clean_leads
+    from lead_assets.core.leads.features import build_features
+    from lead_assets.core.leads.synth import generate_leads
+    from lead_assets.core.model.recipe import TrainConfig
+    from lead_assets.core.model.training import train_model
+    from lead_assets.core.release import registry
+    from lead_assets_tests.factories import FAST
+
+    raw = generate_leads("2021-07-01", 60, 40, seed=seed)
+    path = Path(str(home.root)) / f"history-{seed}.csv"
+    raw.to_csv(path, index=False)
+    parsed = parse_lead_file(UPath(path), name=path.name, sha256="0", first_day=date(2021, 7, 1), today=date(2021, 9, 1))
+    result = train_model(build_features(clean_leads(parsed.accepted)), TrainConfig(**{**FAST, **settings}))
+    return registry.log_training(result, model_name="lead_scoring", plots={})
+
+
 def drop(home, name: str, text: str) -> None:
     """Written beside the inbox, then moved in whole: what an export job does."""
     staging = Path(str(home.root)) / "staging"
@@ -110,6 +133,30 @@ def dev_server(env: dict, command: str = "dagster", query: str = "{ assetNodes {
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
+
+
+@contextmanager
+def lead_assets_serve(root, log: Path, *arguments: str, env: dict | None = None
+                      ) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``lead-assets serve`` as a user starts it, for the data home ``root``, on a free loopback port;
+    its output goes to ``log`` (the tail is printed afterwards) and its process group is stopped."""
+    port = free_port()
+    environment = dict(os.environ, LEAD_ASSETS_HOME=str(root), **(env or {}))
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("lead-assets")), "serve", "--port", str(port), *arguments],
+            cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process, port
+    finally:
+        print(log.read_text()[-3000:])
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def started_under(root) -> dict[int, str]:

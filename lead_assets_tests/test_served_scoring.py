@@ -14,58 +14,35 @@ unreachable is retried until it loads. About a minute and a half.
 import http.client
 import io
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from dagster import instance_for_test, materialize
-from upath import UPath
 
 from lead_assets.core.inbox import ledger
 
 from lead_assets.core.release import registry
 
 from lead_assets.core.store import warehouse
-from lead_assets.core.leads.cleaning import clean_leads
 from lead_assets.core.store.experiments import use_experiment
-from lead_assets.core.leads.features import build_features
-from lead_assets.core.inbox.parsing import parse_lead_file
-from lead_assets.core.model.recipe import TrainConfig
 from lead_assets.core.schema import CREATED_DATE, LEAD_ID
 from lead_assets.core.leads.synth import generate_leads
-from lead_assets.core.model.training import train_model
 from lead_assets.defs.leads.cleaning import cleaned_leads
 from lead_assets.defs.leads.features import lead_features
 from lead_assets.defs.inbox.ingest import raw_leads
 from lead_assets.defs.resources import LeadHomeResource, resources_for
 from lead_assets.defs.scoring.scoring import scored_leads
-from lead_assets_tests.factories import FAST
-from lead_assets_tests.served import ROOT, free_port, wait_for
+from lead_assets_tests.served import lead_assets_serve, register_model, wait_for
 
 NAME = "lead_scoring"
 TOKEN = "s3rve-t0ken-for-tests"
 MAX_BYTES = 600_000
 NEW_DAYS = ("2021-09-01", "2021-09-02", "2021-09-03")
-
-
-def _train(home, seed: int, **settings) -> str:
-    """A model trained on 60 labelled synthetic days, registered (not promoted)."""
-    raw = generate_leads("2021-07-01", 60, 40, seed=seed)
-    path = Path(str(home.root)) / f"history-{seed}.csv"
-    raw.to_csv(path, index=False)
-    parsed = parse_lead_file(UPath(path), name=path.name, sha256="0", first_day=date(2021, 7, 1), today=date(2021, 9, 1))
-    result = train_model(build_features(clean_leads(parsed.accepted)), TrainConfig(**{**FAST, **settings}))
-    return registry.log_training(result, model_name=NAME, plots={})
 
 
 def _batch(home, new: pd.DataFrame) -> pd.DataFrame:
@@ -118,35 +95,17 @@ def _records(frame: pd.DataFrame) -> dict:
     return {"dataframe_records": json.loads(frame.to_json(orient="records"))}
 
 
-@contextmanager
 def service(lead_home, tmp_path):
     """`lead-assets serve` as a user starts it (after the registry exists: two first migrations of one
     sqlite file collide)."""
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")
-    env = dict(os.environ, LEAD_ASSETS_HOME=str(lead_home.root), LEAD_ASSETS_SERVE_TOKEN=TOKEN)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("lead-assets")), "serve", "--port", str(port), "--poll-seconds", "1",
-         "--max-request-bytes", str(MAX_BYTES)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield process, port
-    finally:
-        log.close()
-        print((tmp_path / "serve.log").read_text()[-3000:])
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    return lead_assets_serve(lead_home.root, tmp_path / "serve.log", "--poll-seconds", "1", "--max-request-bytes",
+                             str(MAX_BYTES), env={"LEAD_ASSETS_SERVE_TOKEN": TOKEN})
 
 
 def test_served_champion_equals_scored_leads_and_follows_promotions(lead_home, tmp_path):
     use_experiment("lead_scoring_served", lead_home)
-    first = _train(lead_home, seed=1)
-    second = _train(lead_home, seed=2, depth=4)
+    first = register_model(lead_home, seed=1)
+    second = register_model(lead_home, seed=2, depth=4)
     registry.set_champion(NAME, first)
     new = generate_leads(NEW_DAYS[0], len(NEW_DAYS), 90, seed=11, labelled=False)
     batch = _batch(lead_home, new)
