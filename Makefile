@@ -38,11 +38,12 @@ demo: install
 	$(BIN)/lead-assets demo
 
 # Three workers on two cores: most served and deployment tests wait on servers, not the CPU.
-# A module's tests stay on one worker, the deployment tests on one (lead_assets_tests/conftest.py).
+# A module's tests stay on one worker, the deployment tests on one, and the modules marked slow
+# start first, slowest first (lead_assets_tests/conftest.py; xdist's own reordering is off).
 TEST_WORKERS ?= 3
 test: install
 	$(DG) check defs
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25
 
 # A local inbox tick watches the folder for up to 4 s, so a dropped file is seen within ~0.25 s.
 # Ctrl-C or a SIGTERM to make (make passes it to its child: `exec`, so no shell dies in between)

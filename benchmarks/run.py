@@ -36,7 +36,7 @@ SIZES = {
     "quick": {"score_rows": 5_000, "train_rows": 6_000, "backfill_days": 40, "backfill_per_day": 150,
               "drop_rows": 500, "drops": 1, "repeats": 1, "history_days": 40, "history_per_day": 150,
               "tick_history": 200, "tick_repeats": 2, "tick_big_rows": 10_000,
-              "scale_per_day": 500, "scale_days": 20, "scale_small_days": 10, "scale_history_days": 60,
+              "scale_per_day": 300, "scale_days": 16, "scale_small_days": 8, "scale_history_days": 40,
               "scale_history_per_day": 150},
 }
 

@@ -44,10 +44,21 @@ def pytest_collection_modifyitems(config, items):
     first: the xdist worker, registered after this conftest and so called before it, turns the
     marks into node ids in this same hook."""
     deploy = Path(__file__).parent / "deploy"
+    groups, seconds = {}, {}
     for item in items:
         path = Path(str(item.fspath))
         group = "deploy" if deploy in path.parents else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+        slow = item.get_closest_marker("slow")
+        module = item.nodeid.split("::")[0]
+        if slow:
+            seconds.setdefault(group, {})[module] = slow.kwargs.get("seconds", slow.args[0] if slow.args else 0)
+    # The slowest groups first (`make test` passes --no-loadscope-reorder, so xdist hands groups out
+    # in this order): a long served test started last would run alone at the end.
+    weight = {group: sum(modules.values()) for group, modules in seconds.items()}
+    order = {item.nodeid: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-weight.get(groups[item.nodeid], 0), order[item.nodeid]))
 
 
 @pytest.fixture(autouse=True)

@@ -115,8 +115,9 @@ def dev_server(env: dict, command: str = "dagster", query: str = "{ assetNodes {
     """``dagster dev`` (or ``dg dev``) on 127.0.0.1: yields the process, the port and the first answer.
 
     The first model is trained by the test's own click unless ``env`` says otherwise: a first
-    training by the sensor would race the one the test launches (the rule has tests of its own)."""
-    env = {"LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED": "0", **env}
+    training by the sensor would race the one the test launches (the rule has tests of its own);
+    a variable given as None is left unset (the shipped default)."""
+    env = {k: v for k, v in {"LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED": "0", **env}.items() if v is not None}
     port = free_port()
     binary = str(Path(sys.executable).with_name(command))
     argv = ([binary, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")]

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import DagsterInstance
+import pytest
 
 from lead_assets.core.inbox import ledger
 
 from lead_assets.core.store import warehouse
 from lead_assets.demo import ensure_dagster_home
 from lead_assets_tests.factories import raw_leads
+
+pytestmark = pytest.mark.slow(seconds=20)  # started first by make test (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow(seconds=230)  # started first by make test (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,5 +49,9 @@ def test_quick_scale_benchmark_rescores_streamed_and_at_once(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     found = {r["name"]: r for r in json.loads(out.read_text())["results"] if r["section"] == "Scale: range runs"}
     assert {"peak RSS, streamed / at once", "duration, streamed / at once", "2x the leads: peak RSS ratio"} <= set(found)
-    streamed = found["rescore 5,000 leads (10 days), one run, streamed: peak RSS"]
+    from benchmarks.run import SIZES
+
+    quick = SIZES["quick"]
+    small = quick["scale_per_day"] * quick["scale_small_days"]
+    streamed = found[f"rescore {small:,} leads ({quick['scale_small_days']} days), one run, streamed: peak RSS"]
     assert 0 < streamed["value"] < 1024 and streamed["met"]

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey
+
+pytestmark = pytest.mark.slow(seconds=30)  # started first by make test (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import textwrap
 import time
 import uuid
 
@@ -22,6 +21,8 @@ from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_ret
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from lead_assets.launcher import PID_TAG, STARTED_TAG, PrewarmedRunLauncher, code_files, worker_alive
+
+pytestmark = pytest.mark.slow(seconds=90)  # started first by make test (conftest.py)
 
 
 @op

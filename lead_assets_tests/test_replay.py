@@ -6,6 +6,7 @@ after it are scored on arrival. The report shows what sales were shown, month by
 """
 
 import os
+import time
 
 import pandas as pd
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from lead_assets import cli
 from lead_assets.core import clock
 from lead_assets.core.leads import synth
+
+pytestmark = pytest.mark.slow(seconds=480)  # started first by make test (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +77,97 @@ def test_a_replay_starts_from_a_fresh_home_and_bad_input_is_one_line(replayed, c
     (root / "unlabelled.csv").write_text("created_date,city_mapped\n2021-07-01 10:00:00,Mumbai\n")
     assert cli.main(["replay", "--data", str(root / "unlabelled.csv"), "--out", str(root / "other")]) == 2
     assert "missing column(s) app_complete_flag" in capsys.readouterr().err
+
+
+REFRESH = "performance_refresh"
+SENSOR_TICKS = """{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name
+  sensorState { ticks(limit: 1) { timestamp status } } } } } } }"""
+
+
+def _last_ticks(port) -> dict[str, tuple[float, str]]:
+    from lead_assets_tests.served import graphql
+
+    nodes = graphql(port, SENSOR_TICKS)["repositoriesOrError"]["nodes"]
+    return {s["name"]: (s["sensorState"]["ticks"][0]["timestamp"], s["sensorState"]["ticks"][0]["status"])
+            for node in nodes for s in node["sensors"] if s["sensorState"]["ticks"]}
+
+
+def _quiet(instance, port, since: float, sensors) -> bool:
+    """No run queued or going, and every sensor has finished a tick that began after the last run
+    ended (and after ``since``) without asking for one: what the in-process replay's last round is."""
+    runs = instance.get_runs(limit=500)
+    if any(not run.is_finished for run in runs):
+        return False
+    ended = [instance.get_run_stats(run.run_id).end_time or 0 for run in runs[:20]]
+    mark = max([since, *ended])
+    ticks = _last_ticks(port)
+    return all(name in ticks and ticks[name][0] > mark and ticks[name][1] in ("SKIPPED", "SUCCESS")
+               for name in sensors)
+
+
+def test_the_same_history_through_dagster_dev_gets_the_same_decisions(replayed, tmp_path, monkeypatch):
+    """The served twin: each step's files dropped in the inbox of a running `dagster dev` whose
+    processes read the clock from LEAD_ASSETS_NOW_FILE; the daemon decides; each step ends when
+    the location is quiet. Same runs (sensor and run key) at each step, same trainings and
+    champions, same version shown to sales for every lead."""
+    from dagster import DagsterInstance
+
+    from lead_assets.core.outcomes import playback
+    from lead_assets.core.release import registry
+    from lead_assets.core.scoring import shown
+    from lead_assets.core.store.home import LeadHome
+    from lead_assets.demo import ensure_dagster_home
+    from lead_assets.defs.ticks import INTERVAL_ENV
+    from lead_assets.replay import SENSOR_ORDER, _drop, registry_champion
+    from lead_assets_tests.served import dev_server, wait_for
+
+    root, result, _ = replayed
+    history = playback.read_history(root / "history.csv")
+    home_root = tmp_path / "home"
+    monkeypatch.setenv("LEAD_ASSETS_HOME", str(home_root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(home_root / "dagster"))
+    home = LeadHome.resolve().ensure()
+    ensure_dagster_home(home)
+    now_file = home_root / "now"
+    clock.set_file(now_file, pd.Timestamp(history["_created"].min()).normalize().to_pydatetime())
+    env = dict(os.environ, **{clock.NOW_FILE_ENV: str(now_file), INTERVAL_ENV: "5",
+                              "LEAD_ASSETS_TICK_WATCH_SECONDS": "0"})
+    env["LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED"] = None  # the shipped rule trains the first model
+
+    live_runs, champions = {}, {}
+    with dev_server(env) as (process, port, _), DagsterInstance.from_config(str(home_root / "dagster")) as instance:
+        for step in playback.plan(history, 15, 14):
+            known = {run.run_id for run in instance.get_runs(limit=500)}
+            clock.set_file(now_file, step.now.to_pydatetime())
+            stamp = step.now.strftime("%Y-%m-%d")
+            began = time.time()
+            if len(step.leads):
+                _drop(home, f"leads_{stamp}.csv", step.leads)
+            if len(step.outcomes):
+                _drop(home, f"outcomes_{stamp}.csv", step.outcomes)
+            wait_for(f"step {step.number} to go quiet", lambda: _quiet(instance, port, began, SENSOR_ORDER),
+                     process, 600, every=1)
+            new = [run for run in instance.get_runs(limit=500) if run.run_id not in known]
+            assert all(run.status.value == "SUCCESS" for run in new), [(r.job_name, r.status) for r in new]
+            live_runs[step.number] = sorted((run.tags.get("dagster/sensor_name", ""), run.tags.get(
+                "dagster/run_key", "")) for run in new if run.tags.get("dagster/sensor_name") in SENSOR_ORDER)
+            champions[step.number] = registry_champion(registry, "lead_scoring", home)
+
+    decisions = result.decisions[result.decisions["decision"] == "run"]
+    for number, runs in live_runs.items():
+        asked = decisions[decisions["step"] == number]
+        expected = sorted(zip(asked["sensor"], asked["detail"]))
+        # model_performance refreshes whenever labels or scores changed: the daemon, ticking while
+        # runs go, may refresh twice where the command's rounds refreshed once (its key is an
+        # event-log position, which differs between two instances)
+        assert [r for r in runs if r[0] != REFRESH] == [r for r in expected if r[0] != REFRESH], (number, runs, expected)
+        assert any(r[0] == REFRESH for r in runs) == any(r[0] == REFRESH for r in expected), number
+    promoted = result.trainings[result.trainings["promoted"]]
+    for number, champion in champions.items():
+        before = promoted[promoted["step"] <= number]
+        assert champion == (str(before["version"].iloc[-1]) if len(before) else None), number
+    command = shown.read(LeadHome.resolve(str(root / "out" / "home")).warehouse)
+    live = shown.read(home.warehouse)
+    pairs = lambda frame: sorted(zip(frame["lead_id"], frame["model_version"].astype(str)))  # noqa: E731
+    assert pairs(live) == pairs(command) and len(live) >= len(history) // 2

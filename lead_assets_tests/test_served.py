@@ -8,6 +8,8 @@ import pytest
 
 from lead_assets_tests.served import dev_server
 
+pytestmark = pytest.mark.slow(seconds=25)  # started first by make test (conftest.py)
+
 QUERY = """{
   assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } }
   repositoriesOrError { ... on RepositoryConnection { nodes { name sensors { name sensorState { status } } } } }

@@ -16,12 +16,15 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance
+import pytest
 
 from lead_assets.core.leads import synth
 from lead_assets.core.release import registry
 from lead_assets.core.store import warehouse
 from lead_assets_tests.browser import chromium
 from lead_assets_tests.served import drop, lead_assets_serve, make_dev, register_model, train_champion, wait_for
+
+pytestmark = pytest.mark.slow(seconds=250)  # started first by make test (conftest.py)
 
 DAYS = ["2021-08-20", "2021-08-21"]
 CAPACITY = 25

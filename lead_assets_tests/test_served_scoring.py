@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from dagster import instance_for_test, materialize
+import pytest
 
 from lead_assets.core.inbox import ledger
 
@@ -38,6 +39,8 @@ from lead_assets.defs.inbox.ingest import raw_leads
 from lead_assets.defs.resources import LeadHomeResource, resources_for
 from lead_assets.defs.scoring.scoring import scored_leads
 from lead_assets_tests.served import lead_assets_serve, register_model, wait_for
+
+pytestmark = pytest.mark.slow(seconds=35)  # started first by make test (conftest.py)
 
 NAME = "lead_scoring"
 TOKEN = "s3rve-t0ken-for-tests"

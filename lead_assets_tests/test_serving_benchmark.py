@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow(seconds=55)  # started first by make test (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -10,6 +10,7 @@ from datetime import date
 
 import pandas as pd
 from dagster import AssetKey, Definitions
+import pytest
 
 from lead_assets.core.inbox import ledger
 
@@ -20,6 +21,8 @@ from lead_assets.core.store.home import LeadHome, profile_path
 from lead_assets.definitions import build_definitions, defs
 from lead_assets.defs.resources import LeadHomeResource, resources_for
 from lead_assets_tests.factories import raw_leads as make_raw
+
+pytestmark = pytest.mark.slow(seconds=85)  # started first by make test (conftest.py)
 
 FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
 RANGE = {"dagster/asset_partition_range_start": "2021-07-01", "dagster/asset_partition_range_end": "2021-08-09"}

@@ -31,6 +31,7 @@ from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_AT, OU
 from lead_assets.core.store.warehouse import DayStream
 from lead_assets.defs.partitions import lead_days, one_run_per_range
 from lead_assets.defs.resources import LeadHomeResource
+from lead_assets.defs import ticks
 
 REJECTED = "rejected_leads"
 HISTORY = "outcome_history"
@@ -229,7 +230,7 @@ def outcomes_run_request(entries: list[ledger.IndexRecord]) -> RunRequest:
     # Dagster's sensor daemon evaluates sensors at most every 5 s (MIN_INTERVAL_LOOP_TIME in
     # dagster._daemon.sensor); asking for less changes nothing. A fresh file settles within the
     # tick, and a tick may watch the inbox for a while (tick_watch_seconds) instead of returning.
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=ticks.every(5),
     default_status=DefaultSensorStatus.RUNNING,
     asset_selection=PIPELINE | AssetSelection.assets(OUTCOMES),
     description="Moves ready inbox files to landing or quarantine and scores their days; outcomes files "

@@ -30,6 +30,7 @@ from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
 from lead_assets.defs.scoring import freshness
 from lead_assets.defs.policy import OutcomePolicy
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
+from lead_assets.defs import ticks
 
 PERFORMANCE = "model_performance"
 
@@ -154,7 +155,7 @@ def _refreshing(instance) -> bool:
 @sensor(
     asset_selection=AssetSelection.assets(PERFORMANCE),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=ticks.every(30),
     description="Refreshes model_performance after labels or scores change (at most every 30 s, one run at "
                 "a time; a change made while it runs is picked up by the next one).",
 )
@@ -247,7 +248,7 @@ def retrain_decision(champion: str | None, table: pd.DataFrame | None, history: 
 @sensor(
     job_name=freshness.retrain_job.name,
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=ticks.every(60),
     description="Trains without a click (through the promotion gate): a first model once enough outcomes are in "
                 "force; a retrain when the champion's realised precision or recall falls below target or enough "
                 "outcomes arrived since it was trained; a refused training again after enough new outcomes.",

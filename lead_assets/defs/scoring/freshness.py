@@ -20,6 +20,7 @@ from dagster import (
 from lead_assets.core.store import warehouse
 from lead_assets.defs.partitions import lead_days
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
+from lead_assets.defs import ticks
 
 SCORED = AssetKey("scored_leads")
 
@@ -51,7 +52,7 @@ champion_promotion = AutomationConditionSensorDefinition(
     "champion_promotion",
     target=AssetSelection.assets("champion_model"),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=ticks.every(30),
     description="Moves the champion alias after a training run whose promotion gate passed, "
                 "however that run was launched (UI, CLI, schedule).",
 )
@@ -75,7 +76,7 @@ def rescoring_request(days: list[str], version: str, change: int) -> RunRequest 
 @sensor(
     job=rescore_job,
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=ticks.every(30),
     description="When the champion alias changes (promotion or rollback), rescore every day with leads in one run.",
 )
 def rescore_on_champion_change(context: SensorEvaluationContext, lead_home: LeadHomeResource,

@@ -11,6 +11,8 @@ from lead_assets.core.model.recipe import TrainConfig
 from lead_assets.core.model.training import train_model
 from lead_assets_tests.factories import make_features
 
+pytestmark = pytest.mark.slow(seconds=30)  # started first by make test (conftest.py)
+
 NAME = "lead_scoring_test"
 
 

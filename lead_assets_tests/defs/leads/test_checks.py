@@ -21,6 +21,7 @@ from dagster import (
     materialize,
 )
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+import pytest
 
 from lead_assets.core.inbox import ledger
 
@@ -46,6 +47,8 @@ from lead_assets.defs.inbox.ingest import PIPELINE, raw_leads
 from lead_assets.defs.partitions import lead_days, one_run_per_range
 from lead_assets.defs.resources import LeadHomeResource, WarehouseIOManager
 from lead_assets_tests.factories import raw_leads as make_raw
+
+pytestmark = pytest.mark.slow(seconds=40)  # started first by make test (conftest.py)
 
 FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
 ASSETS = [raw_leads, cleaned_leads, lead_features]
