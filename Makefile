@@ -45,7 +45,8 @@ test: install
 	$(DG) check defs
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25
 
-# A local inbox tick watches the folder for up to 4 s, so a dropped file is seen within ~0.25 s.
+# A local inbox tick watches the folder for up to 4 s, so a dropped file is seen within ~0.25 s, and
+# a file no process writes any more lands without waiting the 2 s settle time (core/inbox/writers.py).
 # Ctrl-C or a SIGTERM to make (make passes it to its child: `exec`, so no shell dies in between)
 # stops every process dev started within ~10 s: lead_assets.devserver waits that long for dg dev
 # to stop by itself, then kills what is left, run workers in sessions of their own included.
@@ -53,6 +54,7 @@ dev: install
 	$(BIN)/lead-assets init
 	exec env DAGSTER_HOME=$${DAGSTER_HOME:-$(LEAD_ASSETS_HOME)/dagster} \
 	LEAD_ASSETS_TICK_WATCH_SECONDS=$${LEAD_ASSETS_TICK_WATCH_SECONDS:-4} \
+	LEAD_ASSETS_SETTLE_CLOSED_FILES=$${LEAD_ASSETS_SETTLE_CLOSED_FILES:-1} \
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/python -m lead_assets.devserver \
 	$(BIN)/dg dev --host 127.0.0.1 --port $(PORT)
 

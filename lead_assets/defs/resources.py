@@ -72,6 +72,7 @@ class LeadHomeResource(ConfigurableResource):
     tick_max_files: int | None = None  # None: LEAD_ASSETS_TICK_MAX_FILES, else 100 (core.inbox.ledger)
     tick_max_bytes: int | None = None  # None: LEAD_ASSETS_TICK_MAX_BYTES, else 256 MiB
     tick_watch_seconds: float | None = None  # None: LEAD_ASSETS_TICK_WATCH_SECONDS, else 0 (off)
+    settle_closed_files: bool | None = None  # None: LEAD_ASSETS_SETTLE_CLOSED_FILES, else off
     chunk_rows: int | None = None  # None: LEAD_ASSETS_CHUNK_ROWS, else 100,000 (range runs stream)
     chunk_days: int | None = None  # None: LEAD_ASSETS_CHUNK_DAYS, else no cap
 
@@ -104,6 +105,16 @@ class LeadHomeResource(ConfigurableResource):
         if self.tick_watch_seconds is not None:
             return self.tick_watch_seconds
         return float((os.environ.get("LEAD_ASSETS_TICK_WATCH_SECONDS") or "").strip() or 0)
+
+    def settles_closed_files(self, home: LeadHome) -> bool:
+        """Whether a fresh file that no process writes any more is ready before ``settle_seconds``
+        (``core.inbox.writers``). Only for a local inbox; off unless set, because a writer on
+        another host or in another container is invisible to this machine's /proc."""
+        if not is_local(home.inbox):
+            return False
+        if self.settle_closed_files is not None:
+            return self.settle_closed_files
+        return (os.environ.get("LEAD_ASSETS_SETTLE_CLOSED_FILES") or "").strip().lower() in ("1", "true", "yes", "on")
 
     @property
     def first_date(self) -> date:

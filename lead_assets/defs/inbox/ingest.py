@@ -19,7 +19,7 @@ from dagster import (
     sensor,
 )
 
-from lead_assets.core.inbox import ledger
+from lead_assets.core.inbox import ledger, writers
 
 from lead_assets.core.leads import landed
 
@@ -196,7 +196,9 @@ def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, fa
     max_files, max_bytes = ledger.tick_limits()
     max_files, max_bytes = lead_home.tick_max_files or max_files, lead_home.tick_max_bytes or max_bytes
     candidates, links = ledger.list_candidates(home.inbox)
-    candidates, looked = ledger.settle(candidates, seen, lead_home.settle_seconds)  # settled within this tick
+    closed = _closed_early(candidates, home, lead_home)  # complete: no settle time to wait
+    candidates, looked = ledger.settle(candidates, {**seen, **dict.fromkeys(closed, ())},
+                                       lead_home.settle_seconds)  # settled within this tick
     seen = {**seen, **looked}
     received = [ledger.refuse_link(home, link) for link in links]
     next_seen, next_failed, spent, taken = {}, {}, 0, 0
@@ -206,7 +208,8 @@ def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, fa
             next_failed[candidate.name] = stamp
             continue
         over_budget = taken >= max_files or (taken and spent >= max_bytes)
-        if over_budget or not ledger.ready(candidate, seen.get(candidate.name), lead_home.settle_seconds):
+        if over_budget or not (candidate.name in closed or ledger.ready(
+                candidate, seen.get(candidate.name), lead_home.settle_seconds)):
             next_seen[candidate.name] = stamp
             continue
         entry = ledger.receive(home, candidate.path, lead_home.first_date, lead_home.today())
@@ -218,6 +221,16 @@ def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, fa
             next_failed[candidate.name] = stamp
         received.append(entry)
     return received, next_seen, next_failed, len(candidates) - taken
+
+
+def _closed_early(candidates, home: LeadHome, lead_home: LeadHomeResource) -> set[str]:
+    """Fresh files in a local inbox that no process writes any more (``core.inbox.writers``), when
+    ``settle_closed_files`` is on: they are ready now instead of after ``settle_seconds``."""
+    if not lead_home.settles_closed_files(home):
+        return set()
+    now = time.time()
+    return {c.name for c in candidates if 0 <= now - c.mtime < lead_home.settle_seconds
+            and writers.closed_by_its_writer(c.path.path, c.size, c.mtime)}
 
 
 def outcomes_run_request(entries: list[ledger.IndexRecord]) -> RunRequest:

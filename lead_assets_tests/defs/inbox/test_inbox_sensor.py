@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import sys
 import time
 
 import pandas as pd
@@ -63,6 +64,29 @@ def test_a_file_still_being_written_waits(lead_home, instance):
     result, cursor = tick(instance, settle=60)
     assert not result.run_requests and path.exists()
     assert "growing.csv" in json.loads(cursor)["seen"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file leases are Linux's")
+def test_with_settle_closed_files_a_complete_fresh_file_lands_at_once_and_an_open_one_waits(lead_home, instance):
+    """core.inbox.writers: a file no process writes any more is ready before the settle time."""
+    done = lead_home.inbox / "closed.csv"
+    raw_leads(3, "2021-07-05").to_csv(done.path, index=False)  # just written and closed
+    growing = lead_home.inbox / "growing.csv"
+    writer = open(growing.path, "w")
+    try:
+        writer.write(raw_leads(3, "2021-07-06", seed=1).to_csv(index=False))
+        writer.flush()
+        result, cursor = tick(instance, settle=60, settle_closed_files=True)
+        (request,) = result.run_requests
+        assert request.tags["lead_assets/files"] == "closed.csv" and growing.exists() and not done.exists()
+        assert "growing.csv" in json.loads(cursor)["seen"]
+    finally:
+        writer.close()
+    result, cursor = tick(instance, cursor, settle=60, settle_closed_files=True)  # closed now
+    (request,) = result.run_requests
+    assert request.tags["lead_assets/files"] == "growing.csv" and not growing.exists()
+    raw_leads(3, "2021-07-07", seed=2).to_csv((lead_home.inbox / "later.csv").path, index=False)
+    assert not tick(instance, cursor, settle=60)[0].run_requests  # off by default: the settle time applies
 
 
 def test_bad_files_are_quarantined_and_ask_for_no_run(lead_home, instance):
