@@ -108,8 +108,8 @@ class LeadHomeResource(ConfigurableResource):
 
     def settles_closed_files(self, home: LeadHome) -> bool:
         """Whether a fresh file that no process writes any more is ready before ``settle_seconds``
-        (``core.inbox.writers``). Only for a local inbox; off unless set, because a writer on
-        another host or in another container is invisible to this machine's /proc."""
+        (``core.inbox.writers``). Only for a local inbox; off unless set, because a writer that
+        closes and reopens the file between writes would be cut short."""
         if not is_local(home.inbox):
             return False
         if self.settle_closed_files is not None:

@@ -46,16 +46,22 @@ def has_writer(path: str) -> bool | None:
         os.close(fd)
 
 
-def closed_by_its_writer(path: str, size: int, mtime: float, writer: Callable[[str], bool | None] = has_writer,
-                         sleep: Callable[[float], None] = time.sleep) -> bool:
-    """True when no process writes ``path`` and it still has ``size`` and ``mtime`` after a short
-    second look, and still no writer (one that closes and reopens between writes is caught if it
-    reopens within the look)."""
-    if writer(path) is not False:
-        return False
+def closed_by_their_writers(files: dict[str, tuple[int, float]],
+                            writer: Callable[[str], bool | None] = has_writer,
+                            sleep: Callable[[float], None] = time.sleep) -> set[str]:
+    """The paths of ``files`` (path -> size, mtime as listed) that no process writes and that still
+    have that size and mtime after one short second look shared by all of them, and still no writer
+    (one that closes and reopens between writes is caught if it writes or reopens within the look)."""
+    unwritten = {path: stamp for path, stamp in files.items() if writer(path) is False}
+    if not unwritten:
+        return set()
     sleep(SECOND_LOOK_SECONDS)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return False
-    return (info.st_size, info.st_mtime) == (size, mtime) and writer(path) is False
+    closed = set()
+    for path, stamp in unwritten.items():
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if (info.st_size, info.st_mtime) == tuple(stamp) and writer(path) is False:
+            closed.add(path)
+    return closed

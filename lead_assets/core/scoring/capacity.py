@@ -8,6 +8,8 @@ moves the junk cut-off, and a junk lead is never inside it, however short the da
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -29,8 +31,6 @@ def check_capacity(capacity: int | None) -> int | None:
 
 def capacity_from_environment() -> int | None:
     """``LEAD_ASSETS_DAILY_CAPACITY`` (unset: no limit); the CRM export and ``lead-assets leads`` read it here."""
-    import os
-
     value = (os.environ.get(CAPACITY_ENV) or "").strip()
     if not value:
         return None

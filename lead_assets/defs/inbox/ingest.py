@@ -229,8 +229,9 @@ def _closed_early(candidates, home: LeadHome, lead_home: LeadHomeResource) -> se
     if not lead_home.settles_closed_files(home):
         return set()
     now = time.time()
-    return {c.name for c in candidates if 0 <= now - c.mtime < lead_home.settle_seconds
-            and writers.closed_by_its_writer(c.path.path, c.size, c.mtime)}
+    fresh = {c.path.path: c for c in candidates if 0 <= now - c.mtime < lead_home.settle_seconds}
+    closed = writers.closed_by_their_writers({path: (c.size, c.mtime) for path, c in fresh.items()})
+    return {fresh[path].name for path in closed}
 
 
 def outcomes_run_request(entries: list[ledger.IndexRecord]) -> RunRequest:
