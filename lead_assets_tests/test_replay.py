@@ -15,7 +15,11 @@ from lead_assets import cli
 from lead_assets.core import clock
 from lead_assets.core.leads import synth
 
-pytestmark = pytest.mark.slow(seconds=480)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=400)  # started first by make test (conftest.py)
+
+# Three steps of 30 days: the first model (step 2), a retrain on new outcomes and its promotion
+# (step 3), and leads scored on arrival in between; each served step costs ~40 s of dagster dev.
+STEP_DAYS = 30
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def replayed(tmp_path_factory):
     elsewhere = root / "production" / "mlflow.db"  # the caller's registry: a replay must leave it alone
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{elsewhere}")
-        result = run_replay(root / "history.csv", root / "out", step_days=15, label_delay_days=14,
+        result = run_replay(root / "history.csv", root / "out", step_days=STEP_DAYS, label_delay_days=14,
                             say=lines.append)
         assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{elsewhere}"  # given back
     assert not elsewhere.parent.exists() and (root / "out" / "home" / "mlflow" / "mlflow.db").exists()
@@ -45,6 +49,8 @@ def test_the_sensors_train_promote_and_score_new_leads_on_arrival_with_nobody_cl
     first = result.trainings.iloc[0]
     assert first["run_key"] == "first-training" and first["why"].startswith("first model: ")
     assert first["verdict"] == "pass" and first["promoted"] and first["version"] == "1"
+    retrain = result.trainings.iloc[1]  # enough new outcomes under the champion: a challenger, judged
+    assert retrain["run_key"] == "retrain-v1-new_outcomes" and retrain["champion_before"] == "1"
     rescored = decisions[(decisions["sensor"] == "rescore_on_champion_change") & (decisions["decision"] == "run")]
     assert rescored["detail"].str.startswith("rescore-1-v1-").any()
     months = result.months.set_index("month")
@@ -137,7 +143,7 @@ def test_the_same_history_through_dagster_dev_gets_the_same_decisions(replayed, 
 
     live_runs, champions = {}, {}
     with dev_server(env) as (process, port, _), DagsterInstance.from_config(str(home_root / "dagster")) as instance:
-        for step in playback.plan(history, 15, 14):
+        for step in playback.plan(history, STEP_DAYS, 14):
             known = {run.run_id for run in instance.get_runs(limit=500)}
             clock.set_file(now_file, step.now.to_pydatetime())
             stamp = step.now.strftime("%Y-%m-%d")

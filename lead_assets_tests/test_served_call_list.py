@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 import pytest
 
 from lead_assets.core.leads import synth
@@ -90,7 +90,9 @@ def test_a_dropped_file_reaches_the_outbox_the_table_and_the_call_list_and_a_pro
             rescored = _table(root)
             assert sorted(rescored["lead_id"]) == sorted(table["lead_id"])  # the same leads, replaced
             assert set(_scored(lead_home)["model_version"]) == {challenger}
-            event = instance.get_latest_materialization_event(AssetKey("crm_export"))
+            # the dropped days' export (the first tick's run over the landed history may end later)
+            event = instance.fetch_materializations(
+                AssetRecordsFilter(AssetKey("crm_export"), asset_partitions=[DAYS[0]]), limit=1).records[0].event_log_entry
             run = instance.get_run_by_id(event.run_id)
             assert run.job_name == "rescore_leads", run.job_name
             metadata = event.asset_materialization.metadata
