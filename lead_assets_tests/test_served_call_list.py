@@ -90,15 +90,22 @@ def test_a_dropped_file_reaches_the_outbox_the_table_and_the_call_list_and_a_pro
             rescored = _table(root)
             assert sorted(rescored["lead_id"]) == sorted(table["lead_id"])  # the same leads, replaced
             assert set(_scored(lead_home)["model_version"]) == {challenger}
-            # the dropped days' export (the first tick's run over the landed history may end later)
-            event = instance.fetch_materializations(
-                AssetRecordsFilter(AssetKey("crm_export"), asset_partitions=[DAYS[0]]), limit=1).records[0].event_log_entry
-            run = instance.get_run_by_id(event.run_id)
-            assert run.job_name == "rescore_leads", run.job_name
+            # the rows are upserted before crm_export's materialization is recorded: wait for it
+            event = wait_for("the rescore run's crm_export of the dropped days", lambda: _rescore_export(instance),
+                             process, 120, every=1)
             metadata = event.asset_materialization.metadata
             transitions = metadata["bucket_transitions"].value
             assert transitions.splitlines()[0].replace(" ", "").startswith("|old_bucket|new_bucket|leads|"), transitions
             assert metadata["changed"].value > 0 and "in_capacity_changed_share" in metadata
+
+
+def _rescore_export(instance):
+    """The latest crm_export event of the first dropped day, when a rescore_leads run recorded it."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(AssetKey("crm_export"), asset_partitions=[DAYS[0]]), limit=1).records
+    if records and instance.get_run_by_id(records[0].run_id).job_name == "rescore_leads":
+        return records[0].event_log_entry
+    return None
 
 
 def _answers(port: int) -> bool:
