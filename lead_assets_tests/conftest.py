@@ -61,6 +61,32 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: (-weight.get(groups[item.nodeid], 0), order[item.nodeid]))
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` that gives a worker its next group only when the worker would
+    otherwise stop: xdist's own hands one out while more than one test is left (its "2 pending"
+    heuristic), so a worker busy with a long served test already held the next slow group while
+    another worker ran out of work; with the groups sorted slowest first, this one keeps the
+    three workers within a few seconds of each other at the end."""
+    if config.getoption("dist", None) != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class OneGroupAhead(LoadGroupScheduling):
+        def _reschedule(self, node):
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # a worker runs a test only once it knows the next one (pytest's teardown needs it),
+            # so its last pending test waits for this group: one pending test is the moment
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    return OneGroupAhead(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _mlflow_state_restored():
     """``mlflow.set_tracking_uri`` / ``set_experiment`` export ``MLFLOW_*`` into this process's

@@ -16,7 +16,7 @@ from lead_assets.core.store import warehouse
 from lead_assets.demo import ensure_dagster_home
 from lead_assets_tests.factories import raw_leads
 
-pytestmark = pytest.mark.slow(seconds=20)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=15)  # started first by make test (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
-pytestmark = pytest.mark.slow(seconds=30)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=10)  # started first by make test (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 

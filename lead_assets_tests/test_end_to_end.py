@@ -23,7 +23,7 @@ from lead_assets.defs.scoring.freshness import rescore_on_champion_change
 from lead_assets.defs.inbox.ingest import inbox_sensor
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 
-pytestmark = pytest.mark.slow(seconds=240)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=100)  # started first by make test (conftest.py)
 
 PIPELINE = ["raw_leads", "cleaned_leads", "lead_features", "scored_leads"]
 

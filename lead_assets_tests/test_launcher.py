@@ -22,7 +22,7 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from lead_assets.launcher import PID_TAG, STARTED_TAG, PrewarmedRunLauncher, code_files, worker_alive
 
-pytestmark = pytest.mark.slow(seconds=90)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=50)  # started first by make test (conftest.py)
 
 
 @op

@@ -8,7 +8,7 @@ import pytest
 
 from lead_assets_tests.served import dev_server
 
-pytestmark = pytest.mark.slow(seconds=25)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=20)  # started first by make test (conftest.py)
 
 QUERY = """{
   assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } }

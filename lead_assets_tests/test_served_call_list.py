@@ -24,7 +24,7 @@ from lead_assets.core.store import warehouse
 from lead_assets_tests.browser import chromium
 from lead_assets_tests.served import drop, lead_assets_serve, make_dev, register_model, train_champion, wait_for
 
-pytestmark = pytest.mark.slow(seconds=250)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=115)  # started first by make test (conftest.py)
 
 DAYS = ["2021-08-20", "2021-08-21"]
 CAPACITY = 25

@@ -17,7 +17,7 @@ from lead_assets.core.leads import synth
 from lead_assets.core.store import warehouse
 from lead_assets_tests.served import dev_server, graphql, train_champion
 
-pytestmark = pytest.mark.slow(seconds=130)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=80)  # started first by make test (conftest.py)
 
 RUNS = '{ runsOrError { ... on Runs { results { runId status jobName } } } }'
 BATCH_DAYS = ["2021-08-20", "2021-08-21", "2021-08-22"]

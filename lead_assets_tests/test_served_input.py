@@ -28,7 +28,7 @@ from lead_assets.core.outcomes.realised import ALL_WEEKS
 from lead_assets.views import run_query
 from lead_assets_tests.served import dev_server, graphql, train_champion, wait_for
 
-pytestmark = pytest.mark.slow(seconds=230)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=145)  # started first by make test (conftest.py)
 
 DAYS = ["2021-08-20", "2021-08-21", "2021-08-22"]
 NEXT_DAY = "2021-08-23"

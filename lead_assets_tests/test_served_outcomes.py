@@ -20,7 +20,7 @@ from lead_assets.core.store import warehouse
 from lead_assets.core.outcomes.realised import ALL_WEEKS
 from lead_assets_tests.served import dev_server, drop, graphql, train_champion, wait_for
 
-pytestmark = pytest.mark.slow(seconds=130)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=100)  # started first by make test (conftest.py)
 
 DAYS = ["2021-08-10", "2021-08-11"]
 FAILED_RUNS = '{ runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { results { runId jobName } } } }'

@@ -21,6 +21,8 @@ import pytest
 
 from lead_assets_tests.served import ROOT, dev_server, graphql, wait_for
 
+pytestmark = pytest.mark.slow(seconds=150)  # started first by make test (conftest.py)
+
 REAL = "leads_labelled_2021-07_2022-02.csv"
 CUT = "2021-12-31"
 FAILED_RUNS = '{ runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { results { runId jobName } } } }'

@@ -22,7 +22,7 @@ from lead_assets.core.store import warehouse
 from lead_assets.launcher import PID_TAG
 from lead_assets_tests.served import make_dev, started_under, train_champion, wait_for
 
-pytestmark = pytest.mark.slow(seconds=230)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=130)  # started first by make test (conftest.py)
 
 STOP_SECONDS = 15
 

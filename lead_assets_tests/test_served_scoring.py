@@ -40,7 +40,7 @@ from lead_assets.defs.resources import LeadHomeResource, resources_for
 from lead_assets.defs.scoring.scoring import scored_leads
 from lead_assets_tests.served import lead_assets_serve, register_model, wait_for
 
-pytestmark = pytest.mark.slow(seconds=35)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=20)  # started first by make test (conftest.py)
 
 NAME = "lead_scoring"
 TOKEN = "s3rve-t0ken-for-tests"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow(seconds=55)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=45)  # started first by make test (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 

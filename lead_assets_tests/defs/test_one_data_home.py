@@ -22,7 +22,7 @@ from lead_assets.definitions import build_definitions, defs
 from lead_assets.defs.resources import LeadHomeResource, resources_for
 from lead_assets_tests.factories import raw_leads as make_raw
 
-pytestmark = pytest.mark.slow(seconds=85)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=25)  # started first by make test (conftest.py)
 
 FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
 RANGE = {"dagster/asset_partition_range_start": "2021-07-01", "dagster/asset_partition_range_end": "2021-08-09"}

@@ -25,7 +25,7 @@ import pytest
 from lead_assets_tests.deploy.harness import BIN, DEPLOY, Process, make_deployment, tail, wait_for
 from lead_assets_tests.factories import raw_leads
 
-pytestmark = pytest.mark.deploy
+pytestmark = [pytest.mark.deploy, pytest.mark.slow(seconds=60)]  # started first by make test (conftest.py)
 
 STEPS = ("raw_leads", "cleaned_leads", "lead_features")
 FIRST = date(2024, 3, 1)

@@ -23,7 +23,7 @@ import pytest
 
 from lead_assets_tests.deploy.harness import DEPLOY, Process, free_port
 
-pytestmark = pytest.mark.slow(seconds=75)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=55)  # started first by make test (conftest.py)
 
 ADMIN_PASSWORD = "Adm1n-" + secrets.token_hex(8)
 SCRIPT = DEPLOY / "bin" / "mlflow-server.sh"

@@ -16,7 +16,7 @@ import pytest
 
 from lead_assets_tests.deploy.harness import tail
 
-pytestmark = pytest.mark.deploy
+pytestmark = [pytest.mark.deploy, pytest.mark.slow(seconds=70)]  # started first by make test (conftest.py)
 
 
 def artifact_requests(log) -> int:

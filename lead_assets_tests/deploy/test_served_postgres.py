@@ -21,7 +21,7 @@ import pytest
 from lead_assets_tests.deploy.conftest import utc_today
 from lead_assets_tests.deploy.harness import BIN, DEPLOY, Process, free_port, graphql, port_open, wait_for
 
-pytestmark = pytest.mark.deploy
+pytestmark = [pytest.mark.deploy, pytest.mark.slow(seconds=70)]  # started first by make test (conftest.py)
 
 WAIT_SCORED = 180
 ASSETS_QUERY = """{

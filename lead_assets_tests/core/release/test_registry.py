@@ -11,7 +11,7 @@ from lead_assets.core.model.recipe import TrainConfig
 from lead_assets.core.model.training import train_model
 from lead_assets_tests.factories import make_features
 
-pytestmark = pytest.mark.slow(seconds=30)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=20)  # started first by make test (conftest.py)
 
 NAME = "lead_scoring_test"
 

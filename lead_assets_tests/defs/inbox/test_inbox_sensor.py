@@ -15,7 +15,7 @@ from lead_assets.defs.inbox.ingest import inbox_sensor
 from lead_assets.defs.resources import LeadHomeResource
 from lead_assets_tests.factories import raw_leads
 
-pytestmark = pytest.mark.slow(seconds=45)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=25)  # started first by make test (conftest.py)
 
 
 def tick(instance, cursor=None, settle=0.0, **limits):

@@ -23,7 +23,7 @@ from lead_assets.defs.policy import OutcomePolicy
 from lead_assets.defs.resources import LeadHomeResource, ModelRegistry, resources_for
 from lead_assets.views import run_query
 
-pytestmark = pytest.mark.slow(seconds=170)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=55)  # started first by make test (conftest.py)
 
 FIRST, TODAY = date(2021, 7, 1), date(2026, 11, 24)
 NEW_DAYS = ["2021-08-10", "2021-08-11"]

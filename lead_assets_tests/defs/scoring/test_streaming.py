@@ -21,7 +21,7 @@ from lead_assets.defs.scoring.scoring import scored_leads
 from lead_assets_tests.factories import FAST, make_features
 from lead_assets_tests.factories import raw_leads as make_raw
 
-pytestmark = pytest.mark.slow(seconds=45)  # started first by make test (conftest.py)
+pytestmark = pytest.mark.slow(seconds=15)  # started first by make test (conftest.py)
 
 CAP = 250  # rows a step may hold; each day below has 60-100 leads, the range 30 days
 FIRST, LAST = "2021-08-01", "2021-08-30"
