@@ -18,7 +18,7 @@ from lead_assets.core.leads import synth
 pytestmark = pytest.mark.slow(seconds=280)  # started first by make test (conftest.py)
 
 # Three steps of 30 days: the first model (step 2), a retrain on new outcomes and its promotion
-# (step 3), and leads scored on arrival in between; each served step costs ~40 s of dagster dev.
+# (step 3), and leads scored on arrival in between; each served step is about a minute of dagster dev.
 STEP_DAYS = 30
 
 
