@@ -107,9 +107,10 @@ class LeadHomeResource(ConfigurableResource):
         return float((os.environ.get("LEAD_ASSETS_TICK_WATCH_SECONDS") or "").strip() or 0)
 
     def settles_closed_files(self, home: LeadHome) -> bool:
-        """Whether a fresh file that no process writes any more is ready before ``settle_seconds``
-        (``core.inbox.writers``). Only for a local inbox; off unless set, because a writer that
-        closes and reopens the file between writes would be cut short."""
+        """Whether the inbox asks the kernel who writes a file (``core.inbox.writers``): a fresh file
+        that no process writes any more is ready before ``settle_seconds``, and one still held open
+        for writing is not taken however long it has been unchanged. Only for a local inbox; off
+        unless set, because a writer that closes and reopens the file between writes would be cut short."""
         if not is_local(home.inbox):
             return False
         if self.settle_closed_files is not None:

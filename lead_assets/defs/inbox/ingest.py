@@ -196,7 +196,8 @@ def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, fa
     max_files, max_bytes = ledger.tick_limits()
     max_files, max_bytes = lead_home.tick_max_files or max_files, lead_home.tick_max_bytes or max_bytes
     candidates, links = ledger.list_candidates(home.inbox)
-    closed = _closed_early(candidates, home, lead_home)  # complete: no settle time to wait
+    asks_kernel = lead_home.settles_closed_files(home)
+    closed = _closed_early(candidates, home, lead_home) if asks_kernel else set()  # no settle time to wait
     candidates, looked = ledger.settle(candidates, {**seen, **dict.fromkeys(closed, ())},
                                        lead_home.settle_seconds)  # settled within this tick
     seen = {**seen, **looked}
@@ -209,8 +210,9 @@ def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, fa
             continue
         over_budget = taken >= max_files or (taken and spent >= max_bytes)
         if over_budget or not (candidate.name in closed or ledger.ready(
-                candidate, seen.get(candidate.name), lead_home.settle_seconds)):
-            next_seen[candidate.name] = stamp
+                candidate, seen.get(candidate.name), lead_home.settle_seconds)) or (
+                asks_kernel and candidate.name not in closed and writers.has_writer(candidate.path.path)):
+            next_seen[candidate.name] = stamp  # a writer that paused past the settle time still writes it
             continue
         entry = ledger.receive(home, candidate.path, lead_home.first_date, lead_home.today())
         taken += 1
@@ -226,8 +228,6 @@ def take_ready_files(home: LeadHome, lead_home: LeadHomeResource, seen: dict, fa
 def _closed_early(candidates, home: LeadHome, lead_home: LeadHomeResource) -> set[str]:
     """Fresh files in a local inbox that no process writes any more (``core.inbox.writers``), when
     ``settle_closed_files`` is on: they are ready now instead of after ``settle_seconds``."""
-    if not lead_home.settles_closed_files(home):
-        return set()
     now = time.time()
     fresh = {c.path.path: c for c in candidates if 0 <= now - c.mtime < lead_home.settle_seconds}
     closed = writers.closed_by_their_writers({path: (c.size, c.mtime) for path, c in fresh.items()})

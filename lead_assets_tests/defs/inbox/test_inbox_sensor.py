@@ -89,6 +89,30 @@ def test_with_settle_closed_files_a_complete_fresh_file_lands_at_once_and_an_ope
     assert not tick(instance, cursor, settle=60)[0].run_requests  # off by default: the settle time applies
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file leases are Linux's")
+def test_with_settle_closed_files_a_writer_that_paused_past_the_settle_time_keeps_its_file(lead_home, instance):
+    """A file unchanged for longer than the settle time but still held open for writing (an export
+    job that stalls) is not taken while the writer has it: it would be landed, or quarantined as a
+    header-only file, half-written. Without the setting the settle time alone decides."""
+    path = lead_home.inbox / "stalled.csv"
+    writer = open(path.path, "w")
+    try:
+        writer.write(raw_leads(3, "2021-07-05").to_csv(index=False).splitlines()[0] + "\n")  # the header so far
+        writer.flush()
+        old = time.time() - 120
+        os.utime(path.path, (old, old))
+        result, cursor = tick(instance, settle=60, settle_closed_files=True)
+        assert not result.run_requests and path.exists() and "stalled.csv" in json.loads(cursor)["seen"]
+        writer.write("\n".join(raw_leads(3, "2021-07-05").to_csv(index=False).splitlines()[1:]) + "\n")
+    finally:
+        writer.close()
+    result, _ = tick(instance, cursor, settle=60, settle_closed_files=True)  # closed: the whole file lands at once
+    (request,) = result.run_requests
+    assert request.tags["lead_assets/files"] == "stalled.csv" and not path.exists()
+    (entry,) = ledger.landed_entries(lead_home)
+    assert entry.rows_read == 3
+
+
 def test_bad_files_are_quarantined_and_ask_for_no_run(lead_home, instance):
     bad = lead_home.inbox / "bad.csv"
     bad.write_bytes(b"")
