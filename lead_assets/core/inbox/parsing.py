@@ -180,12 +180,15 @@ def _text_rules(cells: dict[str, np.ndarray], reasons: RowReasons, suspect: np.n
             reasons.add(mask, rule, column, mine.__getitem__)
 
 
-def _numbers(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(block: np.ndarray, decimal_comma: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """float64 of a block of text cells (NaN where empty or not a number) and where a cell was given
-    but is not a number; each distinct text is converted once."""
+    but is not a number; each distinct text is converted once. ``decimal_comma``: a text with one
+    comma and no point reads the comma as the decimal mark (``1,0`` is 1.0; ``1,000.5`` stays bad)."""
     flat = block.ravel()
     codes, uniques = pd.factorize(flat)
     texts = [u.strip() for u in uniques]
+    if decimal_comma:
+        texts = [t.replace(",", ".") if t.count(",") == 1 and "." not in t else t for t in texts]
     number = pd.to_numeric(pd.Series(texts, dtype=object), errors="coerce").to_numpy(dtype="float64")
     given = np.array([bool(t) for t in texts], dtype=bool)
     values = np.full(len(flat), np.nan)
@@ -213,9 +216,10 @@ def _lead_id_rule(given: np.ndarray, reasons: RowReasons) -> np.ndarray:
     return ids
 
 
-def _label_rule(text: np.ndarray, reasons: RowReasons, required: bool) -> np.ndarray:
+def _label_rule(text: np.ndarray, reasons: RowReasons, required: bool,
+                decimal_comma: bool = False) -> np.ndarray:
     """app_complete_flag as 0/1 (nullable Int8); empty is allowed in a lead file, not in an outcomes file."""
-    value = _numbers(text.reshape(-1, 1))[0][:, 0]
+    value = _numbers(text.reshape(-1, 1), decimal_comma)[0][:, 0]
     given = np.array([isinstance(v, str) and bool(v.strip()) for v in text], dtype=bool)
     if required:
         reasons.add(~given, "label_missing", LABEL, "an outcome row needs app_complete_flag (0 or 1)")
@@ -228,13 +232,15 @@ def _label_rule(text: np.ndarray, reasons: RowReasons, required: bool) -> np.nda
 def type_lead_rows(cells: dict[str, np.ndarray], reasons: RowReasons, *, first_day: date, today: date,
                    now: pd.Timestamp | None = None, suspect: np.ndarray | None = None,
                    numbers: np.ndarray | None = None, seen: dict | None = None,
-                   duplicate_rule: str = "duplicate_in_file", unit: str = "row") -> pd.DataFrame:
+                   duplicate_rule: str = "duplicate_in_file", unit: str = "row",
+                   decimal_comma: bool = False) -> pd.DataFrame:
     """The row rules of a lead: every row typed, and the first rule each broken row breaks in ``reasons``.
 
     ``cells``: column -> text per row (None or blank: empty), the required columns present;
     others (interactions, label, outcome_at, lead_id) optional. ``numbers``: how each row is
     named in details (a file's row numbers; a request's record numbers). ``seen`` carries the
     ids accepted in earlier chunks of one file (id -> row), so a duplicate is found across chunks.
+    ``decimal_comma``: numbers may use a comma as the decimal mark (a ``;``-separated file).
     The rules, in the order a row is judged: binary data, undecodable bytes; ``created_date``
     empty or unparseable, before ``first_day``, after now or after ``today``; counts not a
     number, negative, above ``MAX_COUNT``; referral not 0/1; label not 0/1; ``outcome_at`` not
@@ -263,7 +269,7 @@ def type_lead_rows(cells: dict[str, np.ndarray], reasons: RowReasons, *, first_d
     present = [c for c in numeric if c in cells]
     values = np.full((n, len(numeric)), np.nan)
     if present and n:
-        block, bad = _numbers(np.column_stack([cells[c] for c in present]))
+        block, bad = _numbers(np.column_stack([cells[c] for c in present]), decimal_comma)
         for j, column in enumerate(present):
             k = numeric.index(column)
             values[:, k] = block[:, j]
@@ -279,7 +285,7 @@ def type_lead_rows(cells: dict[str, np.ndarray], reasons: RowReasons, *, first_d
                 lambda i: f"referred_lead must be 0 or 1, not {referred[i]:g}")
     for k, column in enumerate(numeric):
         typed[column] = values[:, k]
-    extra = {LABEL: (_label_rule(cells[LABEL], reasons, required=False) if LABEL in cells
+    extra = {LABEL: (_label_rule(cells[LABEL], reasons, False, decimal_comma) if LABEL in cells
                      else pd.array([pd.NA] * n, dtype="Int8"))}
     if OUTCOME_AT in cells:  # a labelled re-export may say when each label became known
         extra[OUTCOME_AT] = _date_rules(_stripped(cells[OUTCOME_AT]), OUTCOME_AT, reasons)
@@ -562,7 +568,8 @@ def parse_lead_chunks(path: UPath, *, name: str, sha256: str, first_day: date, t
         reasons = RowReasons(len(numbers))
         reasons.add(extra, "wrong_field_count", "", f"the row has more fields than the header's {fmt.width}")
         typed = type_lead_rows(cells, reasons, first_day=first_day, today=today, now=now,
-                               suspect=np.asarray(chunk.suspect, dtype=bool), numbers=numbers, seen=seen)
+                               suspect=np.asarray(chunk.suspect, dtype=bool), numbers=numbers, seen=seen,
+                               decimal_comma=fmt.decimal_comma)
         day = typed[CREATED_DATE].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
         day = np.where((day < np.datetime64(first_day)) | (day > np.datetime64(today)), np.datetime64("NaT"), day)
         typed["source_file"] = name
@@ -624,7 +631,7 @@ def parse_outcome_chunks(path: UPath, *, name: str, sha256: str, today: date, fm
         _text_rules(cells, reasons, np.asarray(chunk.suspect, dtype=bool))
         ids = _lead_id_rule(_stripped(cells[LEAD_ID]), reasons)
         reasons.add(pd.isna(ids), "missing_lead_id", LEAD_ID, "an outcome needs the lead_id it is for")
-        label = _label_rule(cells[LABEL], reasons, required=True)
+        label = _label_rule(cells[LABEL], reasons, True, fmt.decimal_comma)
         if OUTCOME_AT in cells:
             known = _date_rules(_stripped(cells[OUTCOME_AT]), OUTCOME_AT, reasons)
             reasons.add(known > latest.to_datetime64(), "date_in_future", OUTCOME_AT,

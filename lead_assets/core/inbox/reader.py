@@ -566,6 +566,12 @@ class FileFormat:
         """Fields in the header, the unnamed index column included."""
         return len(self.columns) + int(self.index_column)
 
+    @property
+    def decimal_comma(self) -> bool:
+        """A ``;``-separated file is a spreadsheet export from a locale whose decimal mark is the
+        comma (Excel writes ``;`` exactly when ``,`` is the decimal mark), so ``1,5`` is 1.5 there."""
+        return self.delimiter == ";"
+
 
 def read_header(path: UPath, name: str, known: set[str]) -> FileFormat:
     """Compression, encoding, delimiter and header of a file, or a LeadFileError naming the real problem.
@@ -601,12 +607,34 @@ def read_header(path: UPath, name: str, known: set[str]) -> FileFormat:
     index_column = bool(columns) and columns[0] in ("", "Unnamed: 0")
     if index_column:
         columns = columns[1:]
-    return FileFormat(encoding, delimiter, compressed, columns, index_column, inflated)
+    return FileFormat(encoding, delimiter, compressed, known_names(columns, known), index_column, inflated)
+
+
+def _spelling(column: str) -> str:
+    return "_".join(column.lower().split())
+
+
+def known_names(columns: list[str], known: set[str]) -> list[str]:
+    """Header names as the schema spells them: ``CREATED_DATE`` or ``Created Date`` is ``created_date``
+    (case and spaces are how a spreadsheet or CRM relabels a column, not another column). A name
+    that would repeat a column the header already has is left as written (then it is unknown)."""
+    spelled = {_spelling(k): k for k in known}
+    taken = {c for c in columns if c in known}
+    out = []
+    for column in columns:
+        name = column if column in known else spelled.get(_spelling(column))
+        if name is None or (name != column and name in taken):
+            out.append(column)
+            continue
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 def _known_fields(header_line: str, delimiter: str, known: set[str]) -> int:
-    fields = {f.strip().strip('"').lstrip("\ufeff") for f in header_line.split(delimiter)}
-    return len(fields & known)
+    spelled = {_spelling(k) for k in known}
+    fields = {_spelling(f.strip().strip('"').lstrip("\ufeff")) for f in header_line.split(delimiter)}
+    return len(fields & spelled)
 
 
 def text_chunks(path: UPath, fmt: FileFormat, name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:

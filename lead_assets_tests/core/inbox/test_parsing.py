@@ -40,6 +40,46 @@ def test_other_delimiters_are_detected(tmp_path, sep):
     assert len(parsed.accepted) == 7
 
 
+def test_a_semicolon_export_with_decimal_commas_reads_the_same_leads_as_the_comma_file(tmp_path):
+    """Excel in a comma-decimal locale writes `;` between fields and `1,0` for one (seen live: the real
+    file saved that way had 2,998 of its 3,000 rows rejected as not_a_number)."""
+    frame = raw_leads(30, labelled=True)
+    frame["total_leads_droppped"] = frame["total_leads_droppped"].astype(float)
+    comma = _parse(_write(tmp_path, frame, "comma.csv"), "comma.csv")
+    semicolon = _parse(_write(tmp_path, frame, "eu.csv", sep=";", decimal=",", lineterminator="\r\n"), "eu.csv")
+    assert "1,0" in (tmp_path / "eu.csv").read_text() or "2,0" in (tmp_path / "eu.csv").read_text()
+    assert (len(semicolon.accepted), len(semicolon.rejected)) == (30, 0)
+    columns = [schema.LEAD_ID, *schema.numeric_columns(), schema.LABEL]
+    pd.testing.assert_frame_equal(semicolon.accepted[columns], comma.accepted[columns])
+
+
+def test_a_decimal_comma_is_a_number_only_in_a_semicolon_file_and_never_beside_a_point(tmp_path):
+    frame = raw_leads(3).astype({"total_leads_droppped": object})
+    frame["total_leads_droppped"] = ["1,5", "1,000.5", "2"]
+    eu = _parse(_write(tmp_path, frame, "eu.csv", sep=";"), "eu.csv")
+    assert eu.accepted["total_leads_droppped"].tolist() == [1.5, 2.0]
+    assert eu.rejected[["source_row", "rule"]].values.tolist() == [[3, "not_a_number"]]
+    comma = _parse(_write(tmp_path, frame, "comma.csv"), "comma.csv")
+    assert sorted(comma.rejected["source_row"]) == [2, 3] and set(comma.rejected["rule"]) == {"not_a_number"}
+
+
+@pytest.mark.parametrize("spell", [str.upper, lambda c: c.replace("_", " ").title()])
+def test_a_relabelled_header_is_read_as_the_schema_spells_it(tmp_path, spell):
+    """`CREATED_DATE` or `Created Date` is created_date (seen live: the real file with its header in
+    capitals was quarantined as missing every required column)."""
+    frame = raw_leads(5, labelled=True)
+    plain = _parse(_write(tmp_path, frame, "plain.csv"), "plain.csv")
+    relabelled = _parse(_write(tmp_path, frame.rename(columns=spell), "spelled.csv"), "spelled.csv")
+    columns = [schema.LEAD_ID, *schema.required_columns(), schema.LABEL]
+    pd.testing.assert_frame_equal(relabelled.accepted[columns], plain.accepted[columns])
+
+
+def test_a_relabelled_name_beside_the_schema_name_stays_unknown(tmp_path):
+    frame = raw_leads(2).assign(CITY_MAPPED="elsewhere")
+    parsed = _parse(_write(tmp_path, frame))
+    assert set(parsed.accepted[schema.CITY]) <= set(frame[schema.CITY].str.lower())
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "latin-1"])
 def test_bom_and_latin1(tmp_path, encoding):
     frame = raw_leads(3)
