@@ -255,7 +255,7 @@ def cmd_replay(args) -> int:
     import pandas as pd
 
     shown = ["month", "leads", "scored_on_arrival", "versions", "auc", "precision", "recall", "calibration_error",
-             "best_precision_at_target_recall", *[c for c in result.months.columns if c.startswith("frozen_")]]
+             "calibration_error_if_calibrated", "best_precision_at_target_recall", *[c for c in result.months.columns if c.startswith("frozen_")]]
     print("\n" + result.months[[c for c in shown if c in result.months]].round(3).to_markdown(index=False))
     print("\n" + pd.Series(result.summary).rename("value").to_frame().to_markdown())
     print(f"\nreport: {result.report}")

@@ -44,6 +44,7 @@ class ReplayResult:
     seconds: float
     report: Path
     summary: dict = field(default_factory=dict)
+    refits: pd.DataFrame = field(default_factory=pd.DataFrame)  # every recalibration champion_calibration made
 
 
 def _apply(values: dict[str, str | None]) -> None:
@@ -246,14 +247,25 @@ def _replay(history, steps, data, out, home_root, step_days, label_delay_days, s
         os.environ.pop(clock.NOW_ENV, None)
         on_arrival = plan_and_report.shown_on_arrival(plan_and_report.arrivals(history, step_days),
                                                       shown.read(home.warehouse))
+        refits = _refits(home.warehouse)
         promoted = [t for t in trainings if t["promoted"]]
         frozen = _frozen_scores(home, registry, model_name, promoted[0]["version"]) if promoted else None
     months = plan_and_report.monthly(on_arrival, frozen)
     result = ReplayResult(months, pd.DataFrame(trainings), pd.DataFrame(decisions), failed,
-                          time.perf_counter() - started, out / "replay_report.md")
+                          time.perf_counter() - started, out / "replay_report.md", refits=refits)
     result.summary = summarise(result, promoted[0]["version"] if promoted else None)
     write_report(result, data, step_days, label_delay_days)
     return result
+
+
+def _refits(root) -> pd.DataFrame:
+    """Every recalibration of every version (``core.model.recalibration``), in the order they were made."""
+    from lead_assets.core.model import recalibration
+
+    folder = root / recalibration.FOLDER
+    versions = [p.stem[1:] for p in folder.iterdir() if p.name.endswith(".json")] if folder.exists() else []
+    rows = [r.as_dict() for v in versions for r in recalibration.history(root, v)]
+    return pd.DataFrame(rows).sort_values("fitted_at", kind="stable").reset_index(drop=True) if rows else pd.DataFrame()
 
 
 def registry_champion(registry, model_name: str, home) -> str | None:
@@ -310,6 +322,7 @@ def write_report(result: ReplayResult, data: Path, step_days: int, label_delay_d
     result.months.to_csv(out / "replay_months.csv", index=False)
     result.trainings.to_csv(out / "replay_trainings.csv", index=False)
     result.decisions.to_csv(out / "replay_decisions.csv", index=False)
+    result.refits.to_csv(out / "replay_recalibrations.csv", index=False)
     (out / "replay.png").write_bytes(replay_png(result.months, plan_and_report.TARGETS))
     runs = result.decisions[result.decisions["decision"] == "run"] if len(result.decisions) else result.decisions
     trainings = (result.trainings.drop(columns=["champion_before"]).round(3).to_markdown(index=False)
@@ -322,9 +335,16 @@ def write_report(result: ReplayResult, data: Path, step_days: int, label_delay_d
         "## What sales were shown, per month of lead creation", "",
         "Scores as served on arrival (a lead's first score, at the step it arrived); precision and recall of "
         "'not junk'; `best_precision_at_target_recall`: the best any cut-off on the month's served scores "
-        "reached at recall 0.75; `frozen_*`: the first promoted model left alone on the same leads.", "",
+        "reached at recall 0.75; `calibration_error_if_calibrated`: what chance alone leaves on the month's leads "
+        "(outcomes drawn from the served probabilities); `frozen_*`: the first promoted model left alone on the "
+        "same leads.", "",
         result.months.round(3).to_markdown(index=False), "", "![replay](replay.png)", "",
         "## Trainings and the gate's verdicts", "", trainings, "",
+        "## Recalibrations", "",
+        "Each refit of a champion's probabilities on the outcomes of leads it was not trained on "
+        "(`champion_calibration`); leads arriving after a refit were scored through it.", "",
+        (result.refits.round(3).to_markdown(index=False) if len(result.refits) else "no champion was recalibrated"),
+        "",
         "## Runs the sensors asked for", "",
         (runs.groupby("sensor").size().rename("runs").to_frame().to_markdown() if len(runs) else "none"), "",
         f"Every sensor decision, skips with their reasons included: `replay_decisions.csv`. Failed runs: "

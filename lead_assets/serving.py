@@ -559,17 +559,21 @@ async def _answer(send, status: int, code: str, message: str, headers: list | No
 
 
 def warehouse_cutoff(home, lookback_days: int = 14) -> Callable[[str], dict | None]:
-    """The latest ``scored_leads`` day (of the last ``lookback_days`` scored) that ``version`` scored."""
+    """What the batch serves ``version`` with: the cut-off of the latest ``scored_leads`` day (of the
+    last ``lookback_days`` scored) it scored, and its latest recalibration (``champion_calibration``)."""
+    from lead_assets.core.model import recalibration
     from lead_assets.core.store import warehouse
     from lead_assets.core.scoring.online import published_cutoff
 
     def latest(version: str) -> dict | None:
+        refit = recalibration.latest(home.warehouse, str(version))
+        extra = {"recalibration": refit.as_dict()} if refit else {}
         days = sorted(warehouse.existing_partitions(home.warehouse, "scored_leads"))
         for day in reversed(days[-lookback_days:]):
             found = published_cutoff(warehouse.read_partitions(home.warehouse, "scored_leads", [day]), version)
             if found is not None:
-                return found
-        return None
+                return {**found, **extra}
+        return {"model_version": str(version), **extra} if extra else None
 
     return latest
 

@@ -67,11 +67,13 @@ def test_the_report_has_the_months_the_trainings_and_every_decision(replayed):
     out = root / "out"
     report = result.report.read_text()
     for heading in ("## What sales were shown, per month of lead creation", "## Trainings and the gate's verdicts",
-                    "![replay](replay.png)"):
+                    "## Recalibrations", "![replay](replay.png)"):
         assert heading in report
     assert (out / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_csv(out / "replay_months.csv")) == len(result.months)
     assert len(pd.read_csv(out / "replay_decisions.csv")) == len(result.decisions)
+    assert (out / "replay_recalibrations.csv").exists()
+    assert result.months["calibration_error_if_calibrated"].dropna().between(0, 0.2).all()
 
 
 def test_a_replay_starts_from_a_fresh_home_and_bad_input_is_one_line(replayed, capsys):

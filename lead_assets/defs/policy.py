@@ -22,6 +22,11 @@ class OutcomePolicy(ConfigurableResource):
                           "retrain_min_new_outcomes more outcomes (0: never train without a click).")
     retrain_on_underperformance: bool = Field(
         True, description="Start a retrain when the champion's realised precision or recall is below target.")
+    recalibration_min_outcomes: int = Field(
+        300, description="Outcomes of leads the champion was not trained on at which its probabilities are refit "
+                         "on them (core.model.recalibration; 0: never recalibrate, serve the training's calibration).")
+    recalibration_window_days: int = Field(
+        30, description="Days of the latest such outcomes (by lead creation) a recalibration is fitted on.")
 
     @classmethod
     def from_environment(cls):
@@ -29,5 +34,7 @@ class OutcomePolicy(ConfigurableResource):
         names = {"label_maturity_days": "LEAD_ASSETS_LABEL_MATURITY_DAYS",
                  "performance_min_labelled": "LEAD_ASSETS_PERFORMANCE_MIN_LABELLED",
                  "retrain_min_new_outcomes": "LEAD_ASSETS_RETRAIN_MIN_NEW_OUTCOMES",
-                 "first_training_min_labelled": "LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED"}
+                 "first_training_min_labelled": "LEAD_ASSETS_FIRST_TRAINING_MIN_LABELLED",
+                 "recalibration_min_outcomes": "LEAD_ASSETS_RECALIBRATION_MIN_OUTCOMES",
+                 "recalibration_window_days": "LEAD_ASSETS_RECALIBRATION_WINDOW_DAYS"}
         return cls(**{field: EnvVar.int(name) for field, name in names.items() if os.environ.get(name, "").strip()})

@@ -1,6 +1,7 @@
 """Stage 4, model: train and judge. The recipe and the fitted ``LeadModel`` (``recipe``), the junk
 cut-off (``cutoff``), monthly backtests (``backtest``), metrics and the promotion gate
-(``judging``), training with its tables (``training``), the model card (``card``), evaluation
+(``judging``), training with its tables (``training``), a champion's refit on its own outcomes
+(``recalibration``), the model card (``card``), evaluation
 plots (``plots``) and the honest evaluation of a labelled file (``file_evaluation``).
 
 May import: the foundation, ``store``, ``inbox`` and ``leads``.

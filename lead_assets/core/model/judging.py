@@ -57,6 +57,21 @@ def calibration_bins(y_true, proba, bins: int = 10) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def calibration_by_decile(y: np.ndarray, p: np.ndarray) -> tuple[float, list[dict]]:
+    """Predicted vs observed rate in ten equal-size groups by score (1 = best), and their weighted gap."""
+    if len(y) == 0:
+        return float("nan"), []
+    order = np.argsort(-p, kind="stable")
+    group = np.empty(len(y), dtype=int)
+    group[order] = np.arange(len(y)) * 10 // len(y) + 1
+    frame = pd.DataFrame({"decile": group, "y": y, "p": p}).groupby("decile").agg(
+        leads=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
+    gap = float((frame["leads"] * (frame["predicted"] - frame["observed"]).abs()).sum() / len(y))
+    rows = [{"decile": int(d), "leads": int(r.leads), "predicted": round(float(r.predicted), 4),
+             "observed": round(float(r.observed), 4)} for d, r in frame.iterrows()]
+    return gap, rows
+
+
 def _top(y: np.ndarray, p: np.ndarray, fraction: float) -> np.ndarray:
     order = np.argsort(-p, kind="stable")
     return y[order[: int(np.ceil(fraction * len(y)))]]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lead_assets.core.model.judging import classification_metrics
-from lead_assets.core.outcomes.realised import calibration_by_decile
+from lead_assets.core.model.judging import calibration_by_decile
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID, OUTCOME_AT
 
 ARRIVED_AT = "arrived_at"
@@ -120,6 +120,16 @@ def best_precision_at_recall(y: np.ndarray, p: np.ndarray, recall: float) -> flo
     return float((tp[reaching] / kept[reaching]).max())
 
 
+def calibration_error_if_calibrated(p: np.ndarray, draws: int = 200, seed: int = 0) -> float:
+    """The calibration error by decile that chance alone leaves on ``len(p)`` leads: its mean over
+    ``draws`` outcomes drawn from ``p`` itself (perfect probabilities still miss by this much)."""
+    p = np.asarray(p, dtype=float)
+    if not len(p):
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    return float(np.mean([calibration_by_decile(rng.binomial(1, p).astype(float), p)[0] for _ in range(draws)]))
+
+
 def _quality(y: np.ndarray, p: np.ndarray, cutoff: np.ndarray, prefix: str = "") -> dict:
     if not len(y):
         return {f"{prefix}{k}": float("nan") for k in ("auc", "precision", "recall", "calibration_error")}
@@ -132,7 +142,8 @@ def monthly(shown: pd.DataFrame, frozen: pd.DataFrame | None = None,
             targets: dict[str, float] | None = None) -> pd.DataFrame:
     """Per month of creation: the share scored on arrival, by which versions, and the realised
     AUC, precision and recall of "not junk" and calibration error of those scores; the best
-    precision a cut-off on the month's served scores could reach at the target recall; and, when
+    precision a cut-off on the month's served scores could reach at the target recall; the
+    calibration error chance leaves on that many leads even when every probability is right; and, when
     ``frozen`` (lead_id, probability, cutoff) is given, the same for one model left alone."""
     targets = {**TARGETS, **(targets or {})}
     frame = shown.assign(month=pd.to_datetime(shown[CREATED_DATE]).dt.strftime("%Y-%m"))
@@ -148,7 +159,8 @@ def monthly(shown: pd.DataFrame, frozen: pd.DataFrame | None = None,
         row = {"month": month, "leads": len(part), "scored_on_arrival": len(seen) / len(part),
                "versions": ", ".join(f"v{v} {n}" for v, n in versions.items()) or "none",
                **_quality(y, p, seen["cutoff"].to_numpy(dtype=float)),
-               "best_precision_at_target_recall": best_precision_at_recall(y, p, targets["recall"])}
+               "best_precision_at_target_recall": best_precision_at_recall(y, p, targets["recall"]),
+               "calibration_error_if_calibrated": calibration_error_if_calibrated(p)}
         if frozen is not None:
             both = seen[seen["frozen_probability"].notna().to_numpy()]
             row.update(_quality(both[LABEL].to_numpy(dtype=float), both["frozen_probability"].to_numpy(dtype=float),

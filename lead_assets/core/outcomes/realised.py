@@ -16,28 +16,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from lead_assets.core.model.judging import classification_metrics
+from lead_assets.core.model.judging import calibration_by_decile, classification_metrics
 from lead_assets.core.schema import CREATED_DATE, LABEL, LEAD_ID
 
 ALL_WEEKS = "all"
 COLUMNS = ("model_version", "week", "leads_scored", "leads_with_outcome", "positives", "auc", "precision",
            "recall", "precision_top_10pct", "mean_probability", "observed_rate", "calibration_error",
            "calibration", "first_served_at", "last_served_at")
-
-
-def calibration_by_decile(y: np.ndarray, p: np.ndarray) -> tuple[float, list[dict]]:
-    """Predicted vs observed rate in ten equal-size groups by score (1 = best), and their weighted gap."""
-    if len(y) == 0:
-        return float("nan"), []
-    order = np.argsort(-p, kind="stable")
-    group = np.empty(len(y), dtype=int)
-    group[order] = np.arange(len(y)) * 10 // len(y) + 1
-    frame = pd.DataFrame({"decile": group, "y": y, "p": p}).groupby("decile").agg(
-        leads=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
-    gap = float((frame["leads"] * (frame["predicted"] - frame["observed"]).abs()).sum() / len(y))
-    rows = [{"decile": int(d), "leads": int(r.leads), "predicted": round(float(r.predicted), 4),
-             "observed": round(float(r.observed), 4)} for d, r in frame.iterrows()]
-    return gap, rows
 
 
 def _summary(version: str, week: str, part: pd.DataFrame) -> dict:

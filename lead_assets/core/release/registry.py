@@ -107,10 +107,25 @@ def _pyfunc_class():
             params = params or {}
             version = getattr(self, "model_version", None)
             cutoff_file = getattr(self, "cutoff_file", None)
-            cutoff = online.choose_cutoff(self.lead_model, version, params.get("cutoff"),
-                                          cutoff_file.read() if cutoff_file else None)
-            return online.score_records(records, self.lead_model, getattr(self, "model_name", DEFAULT_MODEL_NAME),
+            published = cutoff_file.read() if cutoff_file else None
+            model = self.served_model(version, published)
+            cutoff = online.choose_cutoff(model, version, params.get("cutoff"), published)
+            return online.score_records(records, model, getattr(self, "model_name", DEFAULT_MODEL_NAME),
                                         version, cutoff, online.bucket_config(params))
+
+        def served_model(self, version, published):
+            """The model through the recalibration published for this version (kept until it changes)."""
+            from lead_assets.core.scoring import online
+
+            refit = online.published_recalibration(published, version)
+            key = None if refit is None else refit.fitted_at
+            cached = getattr(self, "_served", None)
+            if cached is None or cached[0] != key:
+                from lead_assets.core.model.recalibration import recalibrated
+
+                cached = (key, recalibrated(self.lead_model, refit))
+                self._served = cached
+            return cached[1]
 
     LeadModelPyfunc.__module__ = __name__
     LeadModelPyfunc.__qualname__ = "LeadModelPyfunc"

@@ -145,6 +145,21 @@ def published_cutoff(scored: pd.DataFrame, model_version: str) -> dict | None:
             "day": pd.Timestamp(last[CREATED_DATE]).strftime("%Y-%m-%d")}
 
 
+def published_recalibration(published: Mapping | None, model_version: str | None):
+    """The recalibration ``lead-assets serve`` published for ``model_version`` (None: as trained)."""
+    from lead_assets.core.model.recalibration import Recalibration
+
+    if not published or model_version is None or str(published.get("model_version")) != str(model_version):
+        return None
+    values = published.get("recalibration")
+    if not isinstance(values, Mapping):
+        return None
+    try:
+        return Recalibration.from_dict(dict(values))
+    except TypeError:
+        return None
+
+
 class CutoffFile:
     """A published cut-off read from a JSON file, re-read only when the file changes."""
 

@@ -1,1 +1,1 @@
-"""Outcomes stage: model_performance, its check, and the sensors that refresh it and retrain from it."""
+"""Outcomes stage: model_performance and its check, champion_calibration, and the sensors that refresh them and retrain from them."""

@@ -33,6 +33,8 @@ from lead_assets.defs.resources import LeadHomeResource, ModelRegistry
 from lead_assets.defs import ticks
 
 PERFORMANCE = "model_performance"
+CALIBRATION = "champion_calibration"  # refreshed in the same run (defs.outcomes.calibration)
+REFRESHED = (AssetKey(PERFORMANCE), AssetKey(CALIBRATION))
 
 DEPENDS_ON = (AssetKey("scored_leads"), AssetKey("lead_features"))
 
@@ -153,11 +155,11 @@ def _refreshing(instance) -> bool:
 
 
 @sensor(
-    asset_selection=AssetSelection.assets(PERFORMANCE),
+    asset_selection=AssetSelection.assets(*REFRESHED),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=ticks.every(30),
-    description="Refreshes model_performance after labels or scores change (at most every 30 s, one run at "
-                "a time; a change made while it runs is picked up by the next one).",
+    description="Refreshes model_performance and the champion's calibration after labels or scores change (at "
+                "most every 30 s, one run at a time; a change made while it runs is picked up by the next one).",
 )
 def performance_refresh(context: SensorEvaluationContext):
     """The cursor is the event-log position of the newest dependency update a run was asked for:
@@ -169,7 +171,7 @@ def performance_refresh(context: SensorEvaluationContext):
     if _refreshing(context.instance):
         return SkipReason("a model_performance run is still in progress; looking again next tick")
     context.update_cursor(str(newest))
-    return RunRequest(run_key=f"performance-{newest}", asset_selection=[AssetKey(PERFORMANCE)])
+    return RunRequest(run_key=f"performance-{newest}", asset_selection=list(REFRESHED))
 
 
 def retrain_reasons(table: pd.DataFrame, champion: str, policy: OutcomePolicy) -> list[str]:

@@ -40,7 +40,7 @@ class ScoringConfig(Config):
     partitions_def=lead_days,
     backfill_policy=one_run_per_range,
     ins={"lead_features": AssetIn(partition_mapping=CUTOFF_WINDOW, metadata={"allow_missing_partitions": True})},
-    deps=[AssetKey("champion_model")],
+    deps=[AssetKey("champion_model"), AssetKey("champion_calibration")],
     group_name="scoring",
     kinds={"catboost", "parquet"},
     pool="lead_scoring",
@@ -51,6 +51,7 @@ def scored_leads(
 ) -> DayStream:
     """Scores the run's days a chunk at a time; the trailing window's probabilities (not its
     features) are carried from chunk to chunk, so every cut-off is the one an all-at-once run gets."""
+    from lead_assets.core.model import recalibration
     from lead_assets.core.scoring import shown
     from lead_assets.core.scoring.batch import BucketConfig, score_leads
 
@@ -63,11 +64,13 @@ def scored_leads(
             "materialize lead_scoring_model (and champion_model) first, e.g. with `make demo`"
         )
     model, version = champion
+    root, now = model_registry.lead_home.resolve().warehouse, clock.now()
+    refit = recalibration.latest(root, str(version))  # champion_calibration's latest refit, if any
+    model = recalibration.recalibrated(model, refit)
     run_days = sorted(context.partition_keys)
     before = [day for day in lead_features.days if day < run_days[0]]
     buckets = BucketConfig(hot=config.hot_min_probability, warm=config.warm_min_probability)
     summary = ScoreSummary()
-    root, now = model_registry.lead_home.resolve().warehouse, clock.now()
 
     def frames():
         window = pd.concat(
@@ -88,7 +91,8 @@ def scored_leads(
             yield scored
 
     return DayStream(frames(), lambda: {**summary.metadata(str(version)), **lead_features.stats(),
-                                        "champion_load_seconds": round(loading, 3)})
+                                        "champion_load_seconds": round(loading, 3),
+                                        "calibration": refit.name if refit else "as trained"})
 
 
 def carried_window(window: pd.DataFrame, scored: pd.DataFrame, last_day: str) -> pd.DataFrame:

@@ -239,3 +239,28 @@ def test_the_registered_model_gets_the_json_values_uncast(model, tmp_path):
     assert status == 400 and "created_date: date_before_start" in body["message"]
     status, body = post([])
     assert status == 400 and "no_leads" in body["message"] and "missing_field" not in body["message"]
+
+
+def test_the_published_recalibration_is_what_the_online_answer_scores_with(model, tmp_path):
+    from lead_assets.core.model import recalibration
+    from lead_assets.core.release import registry
+
+    raw = _raw(1, 20)
+    features = build_features(clean_leads(_parse_file(raw, tmp_path).accepted))
+    refit = recalibration.Recalibration("4", "2021-09-01T00:00:00", 0.8, -0.3, 500, 200, "2021-07-01",
+                                        "2021-07-30", 0.08, 0.01)
+    batch = score_leads(features, recalibration.recalibrated(model, refit), model_name="lead_scoring",
+                        model_version="4").set_index(schema.LEAD_ID)
+    pyfunc = registry._pyfunc_class()(model)
+    pyfunc.model_version, pyfunc.cutoff_file = "4", online.CutoffFile(tmp_path / "cutoff.json")
+    published = online.published_cutoff(batch.reset_index(), "4")
+    (tmp_path / "cutoff.json").write_text(json.dumps({**published, "recalibration": refit.as_dict()}))
+    answers = pd.DataFrame(pyfunc.answer(_records(raw))).set_index(schema.LEAD_ID).loc[batch.index]
+    np.testing.assert_allclose(answers["probability"], batch["probability"], rtol=0, atol=1e-9)
+    assert answers["score"].tolist() == batch["score"].tolist()
+    (tmp_path / "cutoff.json").write_text(json.dumps({**published, "model_version": "5",
+                                                      "recalibration": refit.as_dict()}))
+    os.utime(tmp_path / "cutoff.json", ns=(1, 10**18))
+    mine = pd.DataFrame(pyfunc.answer(_records(raw))).set_index(schema.LEAD_ID).loc[batch.index]
+    as_trained = score_leads(features, model, model_name="lead_scoring", model_version="4").set_index(schema.LEAD_ID)
+    np.testing.assert_allclose(mine["probability"], as_trained["probability"], rtol=0, atol=1e-9)  # not ours

@@ -5,6 +5,7 @@ import os
 import time
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import AssetKey, build_sensor_context, instance_for_test, materialize
@@ -145,6 +146,47 @@ def test_model_performance_judges_the_champion_on_what_it_served(loop):
     assert "data:image/png;base64," in materialization.metadata["plots"].value
 
 
+def test_the_champion_is_recalibrated_on_the_outcomes_it_was_not_trained_on_and_scores_through_them(loop):
+    from lead_assets.core.model import recalibration
+    from lead_assets.defs.outcomes.calibration import champion_calibration
+    from lead_assets.serving import warehouse_cutoff
+
+    home, instance, truth, _ = loop
+    version = ModelRegistry(lead_home=LeadHomeResource()).champion_version()
+    range_tags = {"dagster/asset_partition_range_start": NEW_DAYS[0],
+                  "dagster/asset_partition_range_end": NEW_DAYS[-1]}
+
+    def calibrate(minimum):
+        resources = {**resources_for(LeadHomeResource()),
+                     "outcome_policy": OutcomePolicy(recalibration_min_outcomes=minimum)}
+        return materialize([champion_calibration], resources=resources, instance=instance).output_for_node(
+            "champion_calibration")
+
+    waiting = calibrate(len(truth) + 1)  # the two labelled days after its training: one lead short
+    assert f"{len(truth)} outcomes of leads version {version} was not trained on" in waiting["status"]
+    assert recalibration.latest(home.warehouse, version) is None
+    before = warehouse.read_partitions(home.warehouse, "scored_leads", NEW_DAYS).set_index("lead_id")
+    try:
+        refit_summary = calibrate(len(truth))
+        refit = recalibration.latest(home.warehouse, version)
+        assert refit_summary["status"] == f"refit: {refit.name}" and refit.version == version
+        assert (refit.outcomes, refit.since, refit.until) == (len(truth), NEW_DAYS[0], NEW_DAYS[-1])
+        assert refit.positives == int(truth["app_complete_flag"].sum())
+        assert calibrate(len(truth))["status"].startswith("unchanged")  # the same outcomes: no second refit
+        assert len(recalibration.history(home.warehouse, version)) == 1
+
+        result = run(instance, ["scored_leads"], range_tags)
+        assert result.asset_materializations_for_node("scored_leads")[0].metadata["calibration"].value == refit.name
+        after = warehouse.read_partitions(home.warehouse, "scored_leads", NEW_DAYS).set_index("lead_id")
+        after = after.loc[before.index]
+        np.testing.assert_allclose(after["probability"], refit.apply(before["probability"]), rtol=0, atol=1e-9)
+        assert ((after["bucket"] == "junk") == (before["bucket"] == "junk")).all()
+        assert warehouse_cutoff(home)(version)["recalibration"] == refit.as_dict()  # what serve publishes
+    finally:
+        (home.warehouse / recalibration.FOLDER / f"v{version}.json").unlink(missing_ok=True)
+        run(instance, ["scored_leads"], range_tags)  # the later tests see the scores as trained
+
+
 def test_rescoring_by_a_new_version_keeps_what_the_old_one_served(loop):
     home, instance, truth, _ = loop
     before = run_query(home, "SELECT model_version, count(*) AS n FROM served_scores "
@@ -244,7 +286,7 @@ def test_performance_refresh_asks_again_for_updates_made_after_its_request(loop)
         return result.run_requests, result.cursor
 
     (request,), cursor = evaluate(None)
-    assert request.asset_selection == [AssetKey("model_performance")]
+    assert request.asset_selection == [AssetKey("model_performance"), AssetKey("champion_calibration")]
     assert evaluate(cursor)[0] == []  # nothing changed since it asked
     run(instance, ["lead_features"], {"dagster/asset_partition_range_start": NEW_DAYS[0],
                                       "dagster/asset_partition_range_end": NEW_DAYS[0]})
