@@ -126,8 +126,7 @@ del cleaned
 distinct = int(features.drop(columns=["lead_id", "created_date", "app_complete_flag"]).drop_duplicates().shape[0])
 scored = score_leads(features, model, model_name="lead_scoring", model_version="1", buckets=BucketConfig())
 days = sorted(features.created_date.dt.strftime("%Y-%m-%d").unique())
-for day, part in warehouse.split_by_day(scored, "created_date", days).items():
-    warehouse.write_partition(out, "scored_leads", day, part)
+warehouse.write_stream(out, "scored_leads", days, [scored], "created_date")  # what the IO manager runs
 seconds = time.perf_counter() - started
 RESULT = {{"seconds": seconds, "rows": len(scored), "distinct": distinct}}
 """

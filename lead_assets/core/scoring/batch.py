@@ -141,15 +141,27 @@ def reason_columns(model: LeadModel, shap: np.ndarray, model_input, top: int = R
         rows, slots = np.nonzero(order == j)
         values[rows, slots] = _as_text(np.asarray(model_input[column])[rows])
     sizes = _signed(picked)
-    out = {}
-    text = None
+    out, slots = {}, []
     for k in range(top):
         out[f"reason_{k + 1}_feature"] = names[order[:, k]]
         out[f"reason_{k + 1}_value"] = values[:, k]
         out[f"reason_{k + 1}_shap"] = picked[:, k]
-        part = names[order[:, k]] + "=" + values[:, k] + " (" + sizes[:, k] + ")"
-        text = part if text is None else text + "; " + part
-    return {"reasons": text if text is not None else np.full(len(shap), "", dtype=object), **out}
+        slots += [out[f"reason_{k + 1}_feature"], values[:, k], sizes[:, k]]
+    return {"reasons": _reason_text(slots, len(shap)), **out}
+
+
+def _reason_text(slots: list[np.ndarray], rows: int) -> np.ndarray:
+    """``feature=value (+0.42); ...`` per row from (feature, value, size) arrays per reason: one
+    format per row (element-wise string additions of object arrays cost four times as much)."""
+    if not slots:
+        return np.full(rows, "", dtype=object)
+    if len(slots) == 9:
+        texts = [f"{a}={b} ({c}); {d}={e} ({f}); {g}={h} ({i})" for a, b, c, d, e, f, g, h, i in zip(*slots)]
+    else:
+        texts = list(map("; ".join(["{}={} ({})"] * (len(slots) // 3)).format, *slots))
+    out = np.empty(rows, dtype=object)
+    out[:] = texts
+    return out
 
 
 def reason_details(scored: pd.DataFrame) -> list[list[dict]]:

@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from upath import UPath
 
 from lead_assets.core.store.home import is_local
 
 SUFFIX = ".parquet"
+DEFAULT_CHUNK_ROWS = 100_000  # most rows a range run holds (or converts for writing) at once
 
 
 def atomic_write_bytes(path: UPath, data: bytes) -> None:
@@ -121,8 +123,6 @@ def split_by_day(frame: pd.DataFrame, date_column: str, days: Iterable[str]) -> 
 # --------------------------------------------------------------------------------------------
 # Streaming a range of days: bounded memory whatever the range
 
-
-DEFAULT_CHUNK_ROWS = 100_000
 
 
 def partition_rows(path: UPath) -> int:
@@ -233,14 +233,58 @@ class DayStream:
     metadata: Callable[[], dict] = field(default=dict)
 
 
+def day_codes(dates: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's day as a code into the sorted day keys (``YYYY-MM-DD``), -1 where it has no date:
+    the days are formatted once each, not once per row."""
+    codes, uniques = pd.factorize(pd.to_datetime(dates).dt.normalize().to_numpy(), sort=True)
+    return codes, [pd.Timestamp(u).strftime("%Y-%m-%d") for u in uniques]
+
+
+def day_tables(frame: pd.DataFrame, codes: np.ndarray, days: list[str],
+               max_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[tuple[str, "pa.Table"]]:
+    """The frame's rows per day (``codes`` into ``days``, from :func:`day_codes`), in day order, as
+    Arrow slices.
+
+    Consecutive days are converted together, up to ``max_rows`` rows at a time (a day is never
+    split), and each day is a slice of that conversion: a pandas-to-Arrow conversion per day has
+    a fixed cost (~3 ms) that made writing the real file's 229 days cost more than scoring them
+    (BENCHMARKS.md, "Scoring throughput"), and one conversion of a whole million-row frame would
+    hold a second copy of it.
+    """
+    import pyarrow as pa
+
+    counts = np.bincount(codes, minlength=len(days))
+    starts = np.r_[0, np.cumsum(counts)]
+    order = np.argsort(codes, kind="stable") if len(codes) > 1 and (np.diff(codes) < 0).any() else None
+    first = 0
+    while first < len(days):
+        last = first + 1
+        while last < len(days) and starts[last + 1] - starts[first] <= max_rows:
+            last += 1
+        rows = slice(int(starts[first]), int(starts[last]))
+        group = frame.iloc[rows] if order is None else frame.iloc[order[rows]]
+        table = pa.Table.from_pandas(group.reset_index(drop=True), preserve_index=False)
+        for i in range(first, last):
+            yield days[i], table.slice(int(starts[i] - starts[first]), int(counts[i]))
+        first = last
+
+
+def table_to_parquet_bytes(table) -> bytes:
+    """What :func:`frame_to_parquet_bytes` writes (pandas' own ``to_parquet`` is this call), from Arrow."""
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
 def write_stream(root: UPath, asset: str, days: Sequence[str], frames: Iterable[pd.DataFrame],
-                 date_column: str, write: Callable[[UPath, pd.DataFrame], None] | None = None) -> dict[str, int]:
+                 date_column: str) -> dict[str, int]:
     """Write each frame's rows to their day files as the frames come; days no frame had rows for
     get an empty file (so a rerun clears them). Returns rows written per day.
 
     A row outside ``days`` or a day in two frames is an error: each day must be written whole once.
     """
-    write = write or (lambda path, frame: atomic_write_bytes(path, frame_to_parquet_bytes(frame)))
     wanted = list(days)
     allowed = set(wanted)
     written: dict[str, int] = {}
@@ -250,18 +294,20 @@ def write_stream(root: UPath, asset: str, days: Sequence[str], frames: Iterable[
             empty = frame.iloc[0:0]
         if not len(frame):
             continue
-        keys = pd.to_datetime(frame[date_column]).dt.strftime("%Y-%m-%d")
-        outside = int((~keys.isin(allowed)).sum())
+        codes, keys = day_codes(frame[date_column])
+        foreign = [i for i, day in enumerate(keys) if day not in allowed]
+        outside = int(np.isin(codes, foreign).sum() + (codes < 0).sum())  # -1: no date at all
         if outside:
             raise ValueError(f"{asset}: {outside} row(s) have a {date_column} outside the partitions "
                              f"{wanted[0]}..{wanted[-1]} of this run")
-        for day, part in frame.groupby(keys.to_numpy(), sort=True):
+        for day, table in day_tables(frame, codes, keys):
             if day in written:
                 raise ValueError(f"{asset}: day {day} came in two chunks; a day must be written whole once")
-            write(partition_path(root, asset, day), part.reset_index(drop=True))
-            written[day] = len(part)
+            atomic_write_bytes(partition_path(root, asset, day), table_to_parquet_bytes(table))
+            written[day] = table.num_rows
     for day in wanted:
         if day not in written:
-            write(partition_path(root, asset, day), empty if empty is not None else pd.DataFrame())
+            atomic_write_bytes(partition_path(root, asset, day),
+                               frame_to_parquet_bytes(empty if empty is not None else pd.DataFrame()))
             written[day] = 0
     return written

@@ -1,5 +1,6 @@
 """Partition files are all-or-nothing, even when the writer is killed mid-write."""
 
+import io
 import os
 import signal
 import subprocess
@@ -154,3 +155,35 @@ def test_a_stream_is_consumed_lazily(tmp_path):
 
     warehouse.write_stream(root, "scored", days, frames(), "created_date")
     assert on_disk_when_produced == [0, 1, 2]
+
+
+def test_rows_in_any_order_reach_their_day_file_as_a_per_day_conversion_writes_them(tmp_path):
+    """One Arrow conversion sliced by day reads back as each day converted on its own did."""
+    root = UPath(tmp_path)
+    days = ["2021-07-01", "2021-07-02", "2021-07-03"]
+    frame = pd.concat([day_frame(d, n, start=10 * i) for i, (d, n) in enumerate(zip(days, (3, 1, 2)))])
+    frame = frame.assign(note=[None, "a", None, None, "b", None], flag=pd.array([1, None, 0, 1, 0, None], "Int8"))
+    shuffled = frame.iloc[[5, 0, 3, 1, 4, 2]]
+    assert warehouse.write_stream(root, "scored", days, [shuffled], "created_date") == dict(zip(days, (3, 1, 2)))
+    for day, part in frame.groupby(frame["created_date"].dt.strftime("%Y-%m-%d")):
+        expected = pd.read_parquet(io.BytesIO(warehouse.frame_to_parquet_bytes(
+            shuffled[shuffled["created_date"].dt.strftime("%Y-%m-%d") == day])))
+        pd.testing.assert_frame_equal(warehouse.read_parquet(warehouse.partition_path(root, "scored", day)), expected)
+
+
+def test_a_row_without_a_date_is_outside_every_partition(tmp_path):
+    frame = day_frame("2021-07-01", 2)
+    frame.loc[frame.index[1], "created_date"] = pd.NaT
+    with pytest.raises(ValueError, match="1 row"):
+        warehouse.write_stream(UPath(tmp_path), "scored", ["2021-07-01"], [frame], "created_date")
+
+
+def test_days_are_converted_a_group_at_a_time_and_never_split():
+    days = ["2021-07-01", "2021-07-02", "2021-07-03"]
+    frame = pd.concat([day_frame(d, n) for d, n in zip(days, (3, 1, 2))]).iloc[[5, 0, 3, 1, 4, 2]]
+    codes, keys = warehouse.day_codes(frame["created_date"])
+    assert keys == days
+    for max_rows in (1, 2, 4, 100):
+        tables = list(warehouse.day_tables(frame, codes, keys, max_rows=max_rows))
+        assert [(day, sorted(t.column("lead_id").to_pylist())) for day, t in tables] == [
+            (d, sorted(frame.loc[frame["created_date"].dt.strftime("%Y-%m-%d") == d, "lead_id"])) for d in days]
