@@ -155,12 +155,13 @@ def _leads(count: int, seed: int, with_id: bool) -> list[dict]:
 class _Client:
     def __init__(self, port: int):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.last_body = b""
 
     def post(self, records: list[dict]) -> int:
         body = json.dumps({"dataframe_records": records}).encode()
         self.connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
         response = self.connection.getresponse()
-        response.read()
+        self.last_body = response.read()
         return response.status
 
 
@@ -176,7 +177,7 @@ def _sequential(port: int, leads: list[dict]) -> list[float]:
         status = client.post([lead])
         latencies.append((time.perf_counter() - started) * 1000)
         if status != 200:
-            raise RuntimeError(f"one-lead request answered {status}")
+            raise RuntimeError(f"one-lead request answered {status}: {client.last_body[:500]!r}")
     return latencies
 
 
@@ -275,6 +276,8 @@ def bench_serving(quick: bool, work: Path, env_for, free_port) -> list[Result]:
         progress(f"serving: {size['clients']} concurrent clients for {size['seconds']} s")
         requests, errors, elapsed = _concurrent(port, _leads(2000 if not quick else 100, seed=51, with_id=False),
                                                 size["clients"], size["seconds"])
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}; serve.log ends:\n{(work / 'serve.log').read_text()[-3000:]}") from error
     finally:
         stop_server(server)
         log.close()

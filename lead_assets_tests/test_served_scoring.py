@@ -275,3 +275,17 @@ def _check_healing(process, port, new, first, second, log):
         shutil.move(hidden, folder)
     wait_for(f"version {second} to load on a retry", lambda: client.post(body)[1] == second, process, 60, every=0.5)
     assert "retrying in 5 s, still serving version" in log.read_text()
+
+
+def test_every_worker_answers_once_one_says_it_is_ready(lead_home, tmp_path):
+    """`--workers 2`: after the first /ping 200, no new connection reaches a worker still loading
+    (one that accepted while it loaded answered 503 beside a ready one)."""
+    use_experiment("lead_scoring_served", lead_home)
+    registry.set_champion(NAME, register_model(lead_home, seed=3, depth=4))
+    record = _records(generate_leads(NEW_DAYS[0], 1, 1, seed=12, labelled=False))
+    with lead_assets_serve(lead_home.root, tmp_path / "serve.log", "--workers", "2", "--poll-seconds", "1",
+                           env={"LEAD_ASSETS_SERVE_TOKEN": TOKEN}) as (process, port):
+        wait_for("a worker answering /ping 200", lambda: Client(port).ping() == 200, process, timeout=120,
+                 every=0.2)
+        answers = [Client(port).post(record)[0] for _ in range(40)]  # a new connection each time
+        assert answers == [200] * 40
