@@ -48,7 +48,7 @@ def champion_calibration(context: AssetExecutionContext, lead_home: LeadHomeReso
     known[LABEL] = labels.matured_labels(known, outcome_policy.label_maturity_days, lead_home.today())
     sample = recalibration.matured_sample(known, trained_until, outcome_policy.recalibration_window_days)
     fits = recalibration.history(root, str(version))
-    base = {"model_version": str(version), "trained_until": trained_until, "outcomes_since_training": len(sample)}
+    base = {"model_version": str(version), "trained_until": trained_until, "outcomes_in_sample": len(sample)}
     if not outcome_policy.recalibration_min_outcomes:
         return _report(context, {**base, "status": "off (recalibration_min_outcomes 0)"}, fits)
     since = sample[CREATED_DATE].min().strftime("%Y-%m-%d") if len(sample) else ""
@@ -81,7 +81,7 @@ def _report(context: AssetExecutionContext, summary: dict, fits: list) -> dict:
     context.add_output_metadata({
         "status": str(summary.get("status", "")),
         "model_version": str(summary.get("model_version", "")),
-        "outcomes_since_training": int(summary.get("outcomes_since_training", 0)),
+        "outcomes_in_sample": int(summary.get("outcomes_in_sample", 0)),
         "refits": MetadataValue.md(table.round(4).to_markdown(index=False) if len(table)
                                    else "no refit of this version yet: it serves its training's calibration"),
     })
