@@ -18,7 +18,7 @@ leads it never saw labelled, so they are a fair sample to correct it on without 
 Chosen on the replay's months up to 2021-10 (BENCHMARKS.md, "Calibration that follows the
 outcomes"): Platt beat an intercept-only shift and an isotonic map (which overfitted a few
 thousand outcomes); the window's length made no difference there and was left at 30 days.
-Every fit is recorded per version (:class:`Recalibration`), and every score says which one it used.
+Every fit is recorded per version (:class:`Recalibration`), and every scoring run says which one it used.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
+from lead_assets.core.model.recipe import Calibrator
 from lead_assets.core.schema import CREATED_DATE, LABEL
 
 DEFAULT_WINDOW_DAYS = 30
@@ -43,10 +44,6 @@ EPSILON = 1e-6
 def logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), EPSILON, 1 - EPSILON)
     return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class Recalibration:
         return f"v{self.version} refit {self.fitted_at}"
 
     def apply(self, probability) -> np.ndarray:
-        return _sigmoid(self.slope * logit(probability) + self.intercept)
+        return Calibrator("sigmoid", slope=self.slope, intercept=self.intercept)(logit(probability))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -87,10 +84,6 @@ class Recalibrated:
     base: Any
     recalibration: Recalibration
     base_threshold: float  # the model's own fallback threshold, before the refit
-
-    @property
-    def method(self) -> str:
-        return f"{getattr(self.base, 'method', 'calibrated')}+recalibrated"
 
     def __call__(self, raw) -> np.ndarray:
         return self.recalibration.apply(self.base(raw))
@@ -130,9 +123,8 @@ def matured_sample(labelled: pd.DataFrame, trained_until: str | None,
 
 def fit(version: str, probability, y, created: pd.Series, fitted_at: str,
         min_outcomes: int = DEFAULT_MIN_OUTCOMES) -> Recalibration | str:
-    """The Platt refit of ``probability`` on the outcomes ``y``; a reason (str) when there are too few."""
-    from sklearn.linear_model import LogisticRegression
-
+    """The Platt refit of ``probability`` on the outcomes ``y`` (the training's own sigmoid
+    calibrator, fitted on the log-odds); a reason (str) when there are too few."""
     from lead_assets.core.model.judging import calibration_by_decile
 
     y = np.asarray(y, dtype=float)
@@ -141,11 +133,11 @@ def fit(version: str, probability, y, created: pd.Series, fitted_at: str,
     waiting = waiting_reason(version, len(y), positives, min_outcomes)
     if waiting:
         return waiting
-    fitted = LogisticRegression(C=1e6).fit(logit(p)[:, None], y.astype(int))
+    fitted = Calibrator.fit(logit(p), y, "sigmoid")
     days = pd.to_datetime(created)
     recalibration = Recalibration(
-        version=str(version), fitted_at=fitted_at, slope=float(fitted.coef_[0, 0]),
-        intercept=float(fitted.intercept_[0]), outcomes=len(y), positives=positives,
+        version=str(version), fitted_at=fitted_at, slope=fitted.slope,
+        intercept=fitted.intercept, outcomes=len(y), positives=positives,
         since=days.min().strftime("%Y-%m-%d"), until=days.max().strftime("%Y-%m-%d"),
         calibration_error_before=calibration_by_decile(y, p)[0], calibration_error_after=0.0)
     after = calibration_by_decile(y, recalibration.apply(p))[0]

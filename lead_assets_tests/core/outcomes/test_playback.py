@@ -110,3 +110,16 @@ def test_a_month_holds_the_targets_or_comes_within_slack_of_the_best_any_cut_off
                            "precision": [0.66, 0.61, 0.59, 0.70],
                            "best_precision_at_target_recall": [0.70, 0.62, 0.62, 0.75]})
     assert playback.month_verdicts(months).tolist() == [True, True, False, False]
+
+
+def test_the_calibration_error_chance_leaves_shrinks_with_the_leads_and_is_below_a_real_miscalibration():
+    from lead_assets.core.model.judging import calibration_by_decile
+
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.05, 0.95, 4000)
+    many, few = playback.calibration_error_if_calibrated(p), playback.calibration_error_if_calibrated(p[:400])
+    assert 0.005 < many < 0.03 and few > 2 * many  # about 1 / sqrt(leads)
+    assert playback.calibration_error_if_calibrated(p) == many  # seeded: the report is reproducible
+    shifted = rng.binomial(1, np.clip(p - 0.08, 0, 1)).astype(float)  # outcomes 0.08 below what is said
+    assert calibration_by_decile(shifted, p)[0] > many + 0.04
+    assert np.isnan(playback.calibration_error_if_calibrated(np.array([])))
